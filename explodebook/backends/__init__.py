@@ -1,0 +1,27 @@
+"""One module per framework, with the same public names.
+
+``explodebook.backends.torch`` and ``explodebook.backends.keras`` each offer
+``build(spec)`` and ``run(spec) -> Trace``. Neither is imported by
+``import explodebook``; `get` imports one on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from explodebook.trace import FRAMEWORKS
+
+__all__ = ["get"]
+
+
+def get(framework: str) -> ModuleType:
+    """Import and return the backend module for ``"torch"`` or ``"keras"``.
+
+    Importing the Keras backend imports torch first when torch is
+    installed: with some builds of torch, creating a ``torch.optim``
+    optimizer after TensorFlow was imported has crashed the process.
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}")
+    return importlib.import_module(f"explodebook.backends.{framework}")

@@ -1,0 +1,251 @@
+"""PyTorch backend: `build(spec)` a network, `run(spec)` it into a `Trace`.
+
+Written the PyTorch way: ``nn.Sequential`` / ``nn.RNN``-family modules, a
+plain training loop, ``torch.nn.utils.clip_grad_norm_`` and
+``clip_grad_value_`` for clipping, and an explicit L1/L2 penalty added to
+the loss. The Keras backend (`explodebook.backends.keras`) has the same
+public names and produces the same trace for the same spec.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from explodebook.data import batch_indices, dataset_for
+from explodebook.spec import RunSpec
+from explodebook.trace import Trace
+from explodebook.weights import GATES, LayerWeights, initial_weights, input_size
+
+__all__ = ["build", "run", "load_weights", "layer_parameters", "RecurrentRegressor"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "linear": nn.Identity,
+}
+_CELLS: dict[str, type[nn.RNNBase]] = {"simple": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# Keras orders GRU gates z, r, h; PyTorch r, z, n.
+_GRU_TO_TORCH = [1, 0, 2]
+
+
+class RecurrentRegressor(nn.Module):
+    """A stack of recurrent layers read out by a linear layer at the last step.
+
+    Input ``(batch, seq_len, features)``, output ``(batch, 1)``.
+    ``truncation=k`` runs the first ``seq_len - k`` steps without building a
+    graph, so gradients flow through the last ``k`` steps only (truncated
+    backpropagation through time).
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        nonlinearity: str = "tanh",
+        truncation: int | None = None,
+    ) -> None:
+        super().__init__()
+        kwargs = {"nonlinearity": nonlinearity} if cell == "simple" else {}
+        self.rnn = _CELLS[cell](input_size, hidden_size, num_layers, batch_first=True, **kwargs)
+        self.head = nn.Linear(hidden_size, 1)
+        self.truncation = truncation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = None
+        cut = x.shape[1] - (self.truncation or x.shape[1])
+        if cut > 0:
+            with torch.no_grad():  # the state carries over, its history does not
+                _, state = self.rnn(x[:, :cut])
+        out, _ = self.rnn(x[:, cut:], state)
+        return self.head(out[:, -1])
+
+
+def build(spec: RunSpec) -> nn.Module:
+    """The network a spec describes, with its initial weights loaded.
+
+    Returns:
+        an ``nn.Sequential`` MLP mapping ``(batch, 20)`` to ``(batch, 1)``,
+        or a `RecurrentRegressor` mapping ``(batch, seq_len, 2)`` to
+        ``(batch, 1)``.
+    """
+    torch.manual_seed(spec.seed)
+    if spec.model == "mlp":
+        act = _ACTIVATIONS[spec.activation]
+        modules: list[nn.Module] = []
+        fan_in = input_size(spec)
+        for _ in range(spec.depth):
+            modules += [nn.Linear(fan_in, spec.width), act()]
+            fan_in = spec.width
+        modules.append(nn.Linear(fan_in, 1))
+        model: nn.Module = nn.Sequential(*modules)
+    else:
+        model = RecurrentRegressor(
+            spec.cell,
+            input_size(spec),
+            spec.width,
+            spec.depth,
+            nonlinearity=spec.activation,
+            truncation=spec.truncation,
+        )
+    load_weights(model, spec, initial_weights(spec))
+    return model
+
+
+def _linear_layers(model: nn.Module) -> list[nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def load_weights(model: nn.Module, spec: RunSpec, weights: list[LayerWeights]) -> None:
+    """Copy canonical (Keras-layout) weights into a model made by `build`.
+
+    For simple and LSTM cells PyTorch has two redundant biases per layer
+    (``bias_ih`` and ``bias_hh``, added together); Keras has one. The
+    canonical bias goes into ``bias_ih`` and ``bias_hh`` is fixed at zero
+    and frozen, so both frameworks train the same parameters.
+    """
+    with torch.no_grad():
+        if spec.model == "mlp":
+            for linear, w in zip(_linear_layers(model), weights, strict=True):
+                linear.weight.copy_(torch.from_numpy(w["kernel"].T.copy()))
+                linear.bias.copy_(torch.from_numpy(w["bias"]))
+            return
+        rnn = model.rnn
+        gates = GATES[spec.cell]
+        for k, w in enumerate(weights[:-1]):
+            tensors = {
+                "weight_ih": w["kernel"].T,
+                "weight_hh": w["recurrent_kernel"].T,
+                "bias_ih": w["bias"],
+                "bias_hh": w.get("recurrent_bias", np.zeros_like(w["bias"])),
+            }
+            for name, value in tensors.items():
+                if spec.cell == "gru":
+                    value = _permute_gates(value, gates)
+                getattr(rnn, f"{name}_l{k}").copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            if spec.cell != "gru":
+                getattr(rnn, f"bias_hh_l{k}").requires_grad_(False)
+        model.head.weight.copy_(torch.from_numpy(weights[-1]["kernel"].T.copy()))
+        model.head.bias.copy_(torch.from_numpy(weights[-1]["bias"]))
+
+
+def _permute_gates(value: np.ndarray, gates: int) -> np.ndarray:
+    blocks = np.split(value, gates, axis=0)
+    return np.concatenate([blocks[i] for i in _GRU_TO_TORCH], axis=0)
+
+
+def layer_parameters(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]]:
+    """Trainable parameters grouped by layer, in `layer_names(spec)` order."""
+    if spec.model == "mlp":
+        return [[m.weight, m.bias] for m in _linear_layers(model)]
+    groups = [
+        [p for name, p in model.rnn.named_parameters() if name.endswith(f"_l{k}") and p.requires_grad]
+        for k in range(spec.depth)
+    ]
+    return groups + [[model.head.weight, model.head.bias]]
+
+
+def _penalized(model: nn.Module, spec: RunSpec) -> list[torch.Tensor]:
+    # Kernels and recurrent kernels, not biases: what Keras'
+    # kernel_regularizer and recurrent_regularizer cover.
+    return [p for name, p in model.named_parameters() if "weight" in name]
+
+
+def _clip(params: list[nn.Parameter], spec: RunSpec) -> None:
+    clipping = spec.clipping
+    if clipping is None:
+        return
+    mode, threshold = clipping
+    if mode == "global_clipnorm":
+        nn.utils.clip_grad_norm_(params, threshold)
+    elif mode == "clipvalue":
+        nn.utils.clip_grad_value_(params, threshold)
+    else:
+        # Keras' clipnorm rescales each variable's gradient by its own norm.
+        for p in params:
+            nn.utils.clip_grad_norm_(p, threshold)
+
+
+def run(spec: RunSpec) -> Trace:
+    """Train the network of ``spec`` and record every step.
+
+    Returns:
+        a `Trace`; if the loss, a gradient or a weight becomes non-finite
+        and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
+    """
+    model = build(spec)
+    groups = layer_parameters(model, spec)
+    params = [p for group in groups for p in group]
+    owner = torch.tensor([i for i, g in enumerate(groups) for _ in g])
+    # (P, L) membership mask: parameter p belongs to layer l.
+    member = owner[:, None] == torch.arange(len(groups))[None, :]
+    penalized = _penalized(model, spec)
+
+    if spec.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=spec.learning_rate, momentum=spec.momentum)
+    else:
+        optimizer = torch.optim.Adam(params, lr=spec.learning_rate, betas=(spec.momentum, 0.999))
+    loss_fn = nn.MSELoss()
+
+    X_np, y_np = dataset_for(spec)
+    X, y = torch.from_numpy(X_np.copy()), torch.from_numpy(y_np.copy())
+    batches = torch.from_numpy(
+        batch_indices(len(X_np), spec.batch_size, spec.steps, seed=spec.seed)
+    )
+
+    n_layers = len(groups)
+    # One row per step, in the layout `Trace.from_record` reads.
+    record = torch.full((spec.steps, 2 + 4 * n_layers), float("nan"), dtype=torch.float64)
+    clipping = spec.clipping is not None
+
+    def per_layer(values: list[torch.Tensor], reduce: str) -> torch.Tensor:
+        v = torch.stack(values)[:, None]
+        if reduce == "max":
+            return torch.where(member, v, 0.0).amax(dim=0)
+        return torch.where(member, v.square(), 0.0).sum(dim=0).sqrt()
+
+    steps_run = 0
+    start = time.perf_counter()
+    for step in range(spec.steps):
+        idx = batches[step]
+        xb, yb = X[idx], y[idx]
+        optimizer.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        objective = loss
+        if spec.l1:
+            objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
+        if spec.l2:
+            objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
+        objective.backward()
+
+        with torch.no_grad():
+            grads = [p.grad for p in params]
+            # float64 norms: finite exactly when every element is finite.
+            grad_norms = per_layer(torch._foreach_norm(grads, 2, dtype=torch.float64), "l2")
+            grad_max = per_layer(
+                torch._foreach_norm(grads, float("inf"), dtype=torch.float64), "max"
+            )
+            weight_norms = per_layer(torch._foreach_norm(params, 2, dtype=torch.float64), "l2")
+            _clip(params, spec)
+            clipped = (
+                per_layer(torch._foreach_norm(grads, 2, dtype=torch.float64), "l2")
+                if clipping
+                else grad_norms
+            )
+            row = record[step]
+            row[0] = loss.detach()
+            row[1] = grad_norms.square().sum().sqrt()
+            row[2:].copy_(torch.cat([grad_norms, clipped, grad_max, weight_norms]))
+            steps_run = step + 1
+            if spec.stop_on_nonfinite and not torch.isfinite(row.sum()):
+                break
+        optimizer.step()
+    wall_time = time.perf_counter() - start
+
+    return Trace.from_record(record[:steps_run].numpy(), spec, "torch", wall_time)
