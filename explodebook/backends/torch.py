@@ -10,6 +10,8 @@ public names and produces the same trace for the same spec.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -20,7 +22,14 @@ from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 from explodebook.weights import GATES, LayerWeights, initial_weights, input_size
 
-__all__ = ["build", "run", "load_weights", "layer_parameters", "RecurrentRegressor"]
+__all__ = [
+    "build",
+    "run",
+    "load_weights",
+    "layer_parameters",
+    "LayerRecorder",
+    "RecurrentRegressor",
+]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -172,6 +181,105 @@ def _clip(params: list[nn.Parameter], spec: RunSpec) -> None:
             nn.utils.clip_grad_norm_(p, threshold)
 
 
+class LayerRecorder:
+    """Per-layer gradient and weight norms of every step.
+
+    The hot path does as little as possible: per step, one fused
+    ``torch._foreach_norm`` over all gradients and weights and one for the
+    largest gradient element, kept as small per-parameter tensors. Summing
+    parameters into layers and assembling the rows `Trace.from_record`
+    reads happens once, vectorised, at the end. Norms are computed in the
+    parameters' float32 (PyTorch accumulates them in double on the CPU) and
+    stored as float64.
+
+    Args:
+        groups: trainable parameters grouped by layer (``L`` groups).
+    """
+
+    def __init__(self, groups: list[list[nn.Parameter]]) -> None:
+        self.params = [p for group in groups for p in group]
+        self.owner = np.array([i for i, g in enumerate(groups) for _ in g])
+        self.n_layers = len(groups)
+        self._loss: list[torch.Tensor] = []
+        self._norms: list[list[torch.Tensor]] = []  # 2P per step: grads, weights
+        self._max_abs: list[list[torch.Tensor]] = []  # P per step
+        self._clipped: dict[int, list[torch.Tensor]] = {}  # step -> P
+
+    @torch.no_grad()
+    def before_clipping(self, loss: torch.Tensor) -> None:
+        """Record the loss, gradient norms and weight norms of the next step."""
+        grads = [p.grad for p in self.params]
+        self._loss.append(loss.detach())
+        # Kept as lists of 0-d tensors; stacking them waits for `rows`.
+        self._norms.append(torch._foreach_norm(grads + self.params, 2))
+        self._max_abs.append(torch._foreach_norm(grads, float("inf")))
+
+    @torch.no_grad()
+    def after_clipping(self) -> None:
+        """Record the gradient norms of the current step after clipping."""
+        grads = [p.grad for p in self.params]
+        step = len(self._norms) - 1
+        self._clipped[step] = torch._foreach_norm(grads, 2)
+
+    def finite(self, last: int) -> bool:
+        """True if the ``last`` recorded steps hold only finite values."""
+        recent = [n for row in self._norms[-last:] for n in row] + self._loss[-last:]
+        return bool(torch.isfinite(torch.stack(recent).sum()))
+
+    def rows(self, stop_on_nonfinite: bool = True) -> np.ndarray:
+        """The recorded rows, ending at the first non-finite one if asked.
+
+        Returns:
+            float64 array of shape ``(n, 2 + 4 * L)``.
+        """
+        n_params = len(self.params)
+        loss = torch.stack(self._loss).double().numpy()
+        norms = _stack(self._norms)
+        grad_sq = _sum_layers(norms[:, :n_params] ** 2, self.owner, self.n_layers)
+        weight = np.sqrt(_sum_layers(norms[:, n_params:] ** 2, self.owner, self.n_layers))
+        max_abs = _max_layers(_stack(self._max_abs), self.owner, self.n_layers)
+        clipped = np.sqrt(grad_sq)
+        for step, value in self._clipped.items():
+            clipped[step] = np.sqrt(_sum_layers(_stack([value]) ** 2, self.owner, self.n_layers))
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = np.sqrt(grad_sq.sum(axis=1))
+        rows = np.column_stack([loss, total, np.sqrt(grad_sq), clipped, max_abs, weight])
+        if stop_on_nonfinite:
+            bad = ~np.isfinite(rows).all(axis=1)
+            if bad.any():
+                rows = rows[: int(np.argmax(bad)) + 1]
+        return rows
+
+
+def _stack(rows: list[list[torch.Tensor]]) -> np.ndarray:
+    # n rows of k 0-d tensors -> (n, k) float64
+    return torch.stack([torch.stack(row) for row in rows]).double().numpy()
+
+
+def _sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
+    # (n, P) -> (n, L); np.add.at keeps an inf or NaN inside its own layer.
+    out = np.zeros((values.shape[0], n_layers))
+    np.add.at(out.T, owner, values.T)
+    return out
+
+
+def _max_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
+    return np.column_stack([values[:, owner == k].max(axis=1) for k in range(n_layers)])
+
+
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    # These networks are tiny: splitting a 25-unit matmul across cores
+    # costs more in synchronisation than it saves (and much more when
+    # another process is busy), so train on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run(spec: RunSpec) -> Trace:
     """Train the network of ``spec`` and record every step.
 
@@ -182,9 +290,6 @@ def run(spec: RunSpec) -> Trace:
     model = build(spec)
     groups = layer_parameters(model, spec)
     params = [p for group in groups for p in group]
-    owner = torch.tensor([i for i, g in enumerate(groups) for _ in g])
-    # (P, L) membership mask: parameter p belongs to layer l.
-    member = owner[:, None] == torch.arange(len(groups))[None, :]
     penalized = _penalized(model, spec)
 
     if spec.optimizer == "sgd":
@@ -198,54 +303,29 @@ def run(spec: RunSpec) -> Trace:
     batches = torch.from_numpy(
         batch_indices(len(X_np), spec.batch_size, spec.steps, seed=spec.seed)
     )
+    recorder = LayerRecorder(groups)
 
-    n_layers = len(groups)
-    # One row per step, in the layout `Trace.from_record` reads.
-    record = torch.full((spec.steps, 2 + 4 * n_layers), float("nan"), dtype=torch.float64)
-    clipping = spec.clipping is not None
-
-    def per_layer(values: list[torch.Tensor], reduce: str) -> torch.Tensor:
-        v = torch.stack(values)[:, None]
-        if reduce == "max":
-            return torch.where(member, v, 0.0).amax(dim=0)
-        return torch.where(member, v.square(), 0.0).sum(dim=0).sqrt()
-
-    steps_run = 0
     start = time.perf_counter()
-    for step in range(spec.steps):
-        idx = batches[step]
-        xb, yb = X[idx], y[idx]
-        optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        objective = loss
-        if spec.l1:
-            objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
-        if spec.l2:
-            objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
-        objective.backward()
-
-        with torch.no_grad():
-            grads = [p.grad for p in params]
-            # float64 norms: finite exactly when every element is finite.
-            grad_norms = per_layer(torch._foreach_norm(grads, 2, dtype=torch.float64), "l2")
-            grad_max = per_layer(
-                torch._foreach_norm(grads, float("inf"), dtype=torch.float64), "max"
-            )
-            weight_norms = per_layer(torch._foreach_norm(params, 2, dtype=torch.float64), "l2")
-            _clip(params, spec)
-            clipped = (
-                per_layer(torch._foreach_norm(grads, 2, dtype=torch.float64), "l2")
-                if clipping
-                else grad_norms
-            )
-            row = record[step]
-            row[0] = loss.detach()
-            row[1] = grad_norms.square().sum().sqrt()
-            row[2:].copy_(torch.cat([grad_norms, clipped, grad_max, weight_norms]))
-            steps_run = step + 1
-            if spec.stop_on_nonfinite and not torch.isfinite(row.sum()):
+    with _single_thread():
+        for step in range(spec.steps):
+            idx = batches[step]
+            optimizer.zero_grad()
+            loss = loss_fn(model(X[idx]), y[idx])
+            objective = loss
+            if spec.l1:
+                objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
+            if spec.l2:
+                objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
+            objective.backward()
+            recorder.before_clipping(loss)
+            if spec.clipping is not None:
+                _clip(params, spec)
+                recorder.after_clipping()
+            # Checking for NaN costs a synchronisation; every 32 steps is
+            # often enough, and the trace is cut at the exact step anyway.
+            if spec.stop_on_nonfinite and step % 32 == 31 and not recorder.finite(32):
                 break
-        optimizer.step()
+            optimizer.step()
     wall_time = time.perf_counter() - start
 
-    return Trace.from_record(record[:steps_run].numpy(), spec, "torch", wall_time)
+    return Trace.from_record(recorder.rows(stop_on_nonfinite=spec.stop_on_nonfinite), spec, "torch", wall_time)

@@ -1,0 +1,52 @@
+# One-command set-up: every target creates .venv and installs
+# requirements.txt first if needed (again whenever requirements change).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Open MyST .md chapters as notebooks in JupyterLab (jupytext).
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+# Keras runs on TensorFlow; silence TensorFlow's start-up banner.
+export KERAS_BACKEND ?= tensorflow
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help venv book test test-fast lab bench clean
+
+help:
+	@echo "make book       build the whole book (every chapter executed) into _build/html"
+	@echo "make test       run the test suite, including a full book build"
+	@echo "make test-fast  the test suite without the book build"
+	@echo "make lab        open the chapters in JupyterLab, widgets live"
+	@echo "make bench      run the benchmarks, write benchmarks/results.md"
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed (3.11 recommended), found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	mkdir -p $(dir $(LAB_OVERRIDES))
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $(LAB_OVERRIDES)
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	MPLBACKEND=agg $(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	MPLBACKEND=agg $(BIN)/python -m pytest -m "not book"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf _build
