@@ -1,1 +1,69 @@
-"""explodebook."""
+"""explodebook: the companion package of the Exploding Gradients book.
+
+Build small networks in PyTorch and Keras from one `RunSpec`, record their
+gradient dynamics in a framework-neutral `Trace`, `diagnose` the article's
+six signs, and plot them. ``import explodebook`` imports neither framework:
+`run` (or ``explodebook.backends.get``) imports a backend when it is first
+used.
+
+Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
+``keras``), `diagnose`, `theory`, `plots`, `sweep`, `cache`, `widgets`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from explodebook.diagnose import Diagnosis, Sign, Thresholds, diagnose
+from explodebook.spec import RunSpec, SpecError
+from explodebook.trace import FRAMEWORKS, Trace
+
+__all__ = [
+    "RunSpec",
+    "SpecError",
+    "Trace",
+    "FRAMEWORKS",
+    "run",
+    "diagnose",
+    "Diagnosis",
+    "Sign",
+    "Thresholds",
+    "plots",
+    "theory",
+    "sweep",
+    "widgets",
+]
+
+__version__ = "0.1.0"
+
+# Submodules that import matplotlib or ipywidgets load on first use, so
+# that `import explodebook` stays light.
+_LAZY = {"plots", "theory", "sweep", "widgets", "cache", "backends", "data", "weights"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"explodebook.{name}")
+    raise AttributeError(f"module 'explodebook' has no attribute {name!r}")
+
+
+def run(spec: RunSpec, framework: str = "torch", *, cache: bool = True) -> Trace:
+    """Train the network of ``spec`` with one framework and return its trace.
+
+    Args:
+        spec: the run.
+        framework: ``"torch"`` or ``"keras"``.
+        cache: reuse the trace of an identical earlier run in this process
+            (`explodebook.cache.cached_run`; its arrays are read-only).
+
+    Returns:
+        the `Trace`.
+    """
+    if cache:
+        from explodebook.cache import cached_run
+
+        return cached_run(spec, framework)
+    from explodebook.backends import get
+
+    return get(framework).run(spec)

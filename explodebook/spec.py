@@ -66,9 +66,10 @@ class RunSpec:
             (RNN), at least 1.
         width: units per hidden layer (MLP) or hidden size (RNN).
         activation: hidden activation of the MLP and of the ``"simple"``
-            RNN cell (which takes ``"tanh"`` or ``"relu"`` only); ``None`` picks ``"relu"`` for an MLP and ``"tanh"``
-            for an RNN. LSTM and GRU cells use their standard gates, so for
-            them it must be ``None`` or ``"tanh"``.
+            RNN cell (which takes ``"tanh"`` or ``"relu"`` only); ``None``
+            picks ``"relu"`` for an MLP and ``"tanh"`` for an RNN. LSTM and
+            GRU cells use their standard gates, so for them it must be
+            ``None`` or ``"tanh"``.
         init: how every weight matrix is initialized (biases start at 0):
             ``"he"`` uniform on +-sqrt(6 / fan_in), ``"xavier"`` (Glorot)
             uniform on +-sqrt(6 / (fan_in + fan_out)), ``"normal"``

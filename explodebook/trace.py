@@ -62,8 +62,8 @@ class Trace:
             input (the forward pass meets it first), for gradients the first
             from the output (backpropagation meets it first); ``None`` when
             only the loss was non-finite.
-        wall_time: seconds the training loop took (not saved bit-exactly
-            meaningful: it varies between runs).
+        wall_time: seconds the training loop took; it varies from run to
+            run, so `equals` ignores it by default.
     """
 
     spec: RunSpec

@@ -1,0 +1,110 @@
+"""The package's one in-process cache of training runs.
+
+A `RunSpec` is frozen and hashable and a backend's run is deterministic, so
+``(framework, spec)`` identifies a `Trace`. Sweeps, scrubbers and the
+ipywidgets explorer all run through `cached_run`, so moving a slider back
+to a setting already seen, or rebuilding a figure in the same kernel, costs
+nothing.
+
+Cached traces are shared, so their arrays are made read-only: an in-place
+edit by one caller would otherwise silently change what every later caller
+gets. Copy an array (``trace.loss.copy()``) to modify it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
+
+from explodebook.spec import RunSpec
+from explodebook.trace import FRAMEWORKS, Trace
+
+__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "clear", "info"]
+
+#: Most traces kept; the least recently used is dropped first. A trace of a
+#: default 1600-step run is ~0.1 MB, so the cache stays in the tens of MB.
+MAX_TRACES = 256
+
+_traces: OrderedDict[tuple[str, RunSpec], Trace] = OrderedDict()
+_lock = threading.Lock()
+_hits = 0
+_misses = 0
+
+
+class CacheInfo(NamedTuple):
+    """Counters of the run cache, as `functools.lru_cache` reports them."""
+
+    hits: int
+    misses: int
+    maxsize: int
+    currsize: int
+
+
+def _freeze(trace: Trace) -> None:
+    for name in (
+        "loss",
+        "grad_norm_total",
+        "grad_norms",
+        "clipped_grad_norms",
+        "grad_max_abs",
+        "weight_norms",
+    ):
+        getattr(trace, name).flags.writeable = False
+
+
+def cached_run(spec: RunSpec, framework: str = "torch") -> Trace:
+    """Run ``spec`` with ``framework``'s backend, or return the cached trace.
+
+    Args:
+        spec: the run.
+        framework: ``"torch"`` or ``"keras"``.
+
+    Returns:
+        the `Trace`; the *same object* for the same ``(framework, spec)``
+        while it stays in the cache, with read-only arrays.
+    """
+    global _hits, _misses
+    if not isinstance(spec, RunSpec):
+        raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
+    if framework not in FRAMEWORKS:
+        raise ValueError(
+            f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}"
+        )
+    key = (framework, spec)
+    with _lock:
+        trace = _traces.get(key)
+        if trace is not None:
+            _traces.move_to_end(key)
+            _hits += 1
+            return trace
+        _misses += 1
+
+    from explodebook import backends
+
+    # Run outside the lock: a run takes seconds, and a second thread asking
+    # for another spec should not wait for it.
+    trace = backends.get(framework).run(spec)
+    _freeze(trace)
+    with _lock:
+        # Another thread may have finished the same run meanwhile: keep the
+        # first, so every caller sees one object.
+        trace = _traces.setdefault(key, trace)
+        _traces.move_to_end(key)
+        while len(_traces) > MAX_TRACES:
+            _traces.popitem(last=False)
+    return trace
+
+
+def clear() -> None:
+    """Empty the cache and reset its counters."""
+    global _hits, _misses
+    with _lock:
+        _traces.clear()
+        _hits = _misses = 0
+
+
+def info() -> CacheInfo:
+    """Hits, misses, capacity and current size of the cache."""
+    with _lock:
+        return CacheInfo(_hits, _misses, MAX_TRACES, len(_traces))
