@@ -1,0 +1,256 @@
+"""`explore`: ipywidgets controls over `RunSpec` fields that re-run and re-plot.
+
+Needs a live kernel (JupyterLab, Voilà). For the static HTML book, use the
+kernel-free `explodebook.sweep.scrubber` instead.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+from explodebook.cache import cached_run
+from explodebook.spec import CHOICES, RunSpec
+from explodebook.trace import FRAMEWORKS, Trace
+
+__all__ = ["explore", "Explorer", "DEFAULT_OPTIONS", "Draw"]
+
+#: Draws the traces of one setting (one per framework) into a new figure.
+Draw = Callable[[Sequence[Trace]], Any]
+
+#: Values offered for a field when `explore` is not given any. Discrete
+#: grids, so that moving back to a setting hits the run cache.
+DEFAULT_OPTIONS: dict[str, Sequence[Any]] = {
+    "learning_rate": (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3),
+    "init_scale": (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0),
+    "momentum": (0.0, 0.5, 0.9, 0.95, 0.99),
+    "depth": (1, 2, 3, 4, 6, 8, 10, 15, 20),
+    "width": (8, 16, 25, 32, 64, 128),
+    "seq_len": (5, 10, 20, 30, 50, 75, 100),
+    "truncation": (None, 1, 2, 5, 10, 20),
+    "batch_size": (1, 4, 8, 16, 32, 64, 128, 250),
+    "steps": (100, 200, 400, 800, 1600),
+    "clipnorm": (None, 0.1, 0.5, 1.0, 5.0, 10.0),
+    "clipvalue": (None, 0.1, 0.5, 1.0, 5.0, 10.0),
+    "global_clipnorm": (None, 0.1, 0.5, 1.0, 5.0, 10.0),
+    "l1": (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
+    "l2": (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
+    "seed": (1, 2, 3, 4, 5),
+    "stop_on_nonfinite": (True, False),
+    **{name: choices for name, choices in CHOICES.items()},
+}
+
+# Figures rendered as PNG, keyed by the specs and frameworks they show, so
+# that returning to a setting redraws nothing.
+_PNG_CACHE: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+_PNG_CACHE_SIZE = 128
+
+
+def _label(value: Any) -> str:
+    if value is None:
+        return "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def default_draw(traces: Sequence[Trace]) -> Any:
+    """Loss (left) and total gradient norm (right) of each trace, log scale."""
+    import matplotlib.pyplot as plt
+
+    from explodebook import plots
+
+    fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    plots.loss_curve(list(traces), ax=ax_loss)
+    plots.grad_norm_curve(list(traces), ax=ax_grad)
+    return fig
+
+
+class Explorer:
+    """The state behind `explore`: controls, the current traces and the figure.
+
+    Create it with `explore`. Setting a control's ``value`` (by hand or from
+    code) re-runs the experiment for every framework and redraws. Errors
+    (an invalid combination of settings, a failing run) are shown as a
+    message in the widget, never as a traceback.
+
+    Attributes:
+        base: the spec the controls modify.
+        controls: one widget per explored field, by field name.
+        traces: the traces of the current setting, one per framework.
+        error: the message shown for the current setting, or ``None``.
+        widget: the ipywidgets box to display.
+    """
+
+    def __init__(
+        self,
+        base: RunSpec,
+        options: Mapping[str, Sequence[Any]],
+        frameworks: Sequence[str],
+        draw: Draw,
+    ) -> None:
+        import ipywidgets as w
+
+        self.base = base
+        self.frameworks = tuple(frameworks)
+        self.draw = draw
+        self.traces: list[Trace] = []
+        self.error: str | None = None
+        self.controls: dict[str, Any] = {}
+        for name, values in options.items():
+            self.controls[name] = self._control(w, name, values, getattr(base, name))
+            self.controls[name].observe(self._on_change, names="value")
+        self.status = w.HTML()
+        self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.widget = w.VBox(
+            [w.HBox(list(self.controls.values()), layout=w.Layout(flex_flow="row wrap")), self.status, self.image]
+        )
+        self.update()
+
+    @staticmethod
+    def _control(w: Any, name: str, values: Sequence[Any], current: Any) -> Any:
+        values = list(values)
+        if current not in values:
+            values.append(current)
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                values.sort()
+        style = {"description_width": "initial"}
+        labelled = [(_label(v), v) for v in values]
+        numeric = all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+        )
+        if numeric and len(values) > 2:
+            return w.SelectionSlider(
+                options=labelled,
+                value=current,
+                description=name,
+                continuous_update=False,
+                style=style,
+                layout=w.Layout(width="320px"),
+            )
+        return w.Dropdown(options=labelled, value=current, description=name, style=style)
+
+    @property
+    def spec(self) -> RunSpec:
+        """The spec of the current setting (raises `SpecError` if invalid)."""
+        return self.base.replace(**{name: c.value for name, c in self.controls.items()})
+
+    def _on_change(self, change: Mapping[str, Any]) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Re-run the current setting and redraw; show any error as a message."""
+        self.status.value = "<i>running&hellip;</i>"
+        try:
+            spec = self.spec
+            key = (spec, self.frameworks, self.draw)
+            png = _PNG_CACHE.get(key)
+            self.traces = [cached_run(spec, fw) for fw in self.frameworks]
+            if png is None:
+                png = _render(self.draw, self.traces)
+                _PNG_CACHE[key] = png
+                while len(_PNG_CACHE) > _PNG_CACHE_SIZE:
+                    _PNG_CACHE.popitem(last=False)
+            else:
+                _PNG_CACHE.move_to_end(key)
+        except Exception as error:  # shown to the reader, never a traceback
+            self.error = f"{type(error).__name__}: {error}"
+            self.status.value = (
+                '<span style="color:#b00020"><b>Cannot run this setting.</b> '
+                f"{_escape(self.error)}</span>"
+            )
+            return
+        self.error = None
+        self.image.value = png
+        self.status.value = _summary(self.traces)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _summary(traces: Sequence[Trace]) -> str:
+    parts = []
+    for trace in traces:
+        if trace.diverged:
+            state = f"non-finite at step {trace.first_nonfinite_step}"
+        else:
+            state = f"final loss {trace.final_loss():.3g}"
+        parts.append(f"<b>{trace.label}</b>: {state} ({trace.wall_time:.2f} s)")
+    return " &middot; ".join(parts)
+
+
+def _render(draw: Draw, traces: Sequence[Trace]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig = draw(traces)
+    fig = getattr(fig, "figure", fig)  # accept an Axes too
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=90)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def explore(
+    base: RunSpec | None = None,
+    controls: Sequence[str] | Mapping[str, Sequence[Any]] = ("learning_rate", "init_scale"),
+    frameworks: str | Sequence[str] = "torch",
+    draw: Draw | None = None,
+) -> Explorer:
+    """Interactive controls over some `RunSpec` fields, re-running on change.
+
+    Args:
+        base: the spec to start from (default ``RunSpec()``).
+        controls: the fields to control, either names (their values come
+            from `DEFAULT_OPTIONS`) or a mapping from name to the values to
+            offer. Numeric fields get a slider, the others a drop-down.
+        frameworks: ``"torch"``, ``"keras"`` or both; each setting is run in
+            each.
+        draw: draws one setting's traces (one per framework) and returns
+            the figure; the default plots loss and gradient norm.
+
+    Returns:
+        an `Explorer`; display it (as the last expression of a cell) to
+        show the controls and the figure.
+
+    Raises:
+        ValueError: an unknown field or framework, or a field without
+            default values.
+    """
+    base = base or RunSpec()
+    known = {f.name for f in fields(RunSpec)}
+    if isinstance(controls, Mapping):
+        options = {name: list(values) for name, values in controls.items()}
+    else:
+        options = {}
+        for name in controls:
+            if name not in DEFAULT_OPTIONS and name in known:
+                raise ValueError(
+                    f"field {name!r} has no default values: pass a mapping "
+                    f"{{{name!r}: [values...]}}"
+                )
+            options[name] = list(DEFAULT_OPTIONS.get(name, ()))
+    for name, values in options.items():
+        if name not in known:
+            raise ValueError(f"{name!r} is not a RunSpec field; choose from {sorted(known)}")
+        if not values:
+            raise ValueError(f"no values to offer for {name!r}")
+        for value in values:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}: {value!r} is not a finite number")
+    names = (frameworks,) if isinstance(frameworks, str) else tuple(frameworks)
+    for name in names:
+        if name not in FRAMEWORKS:
+            raise ValueError(f"framework={name!r} is not allowed: choose from {list(FRAMEWORKS)}")
+    return Explorer(base, options, names, draw or default_draw)

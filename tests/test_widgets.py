@@ -1,0 +1,80 @@
+"""The ipywidgets explorer, driven from code as a frontend would drive it."""
+
+from __future__ import annotations
+
+import pytest
+
+from explodebook import cache
+from explodebook.spec import RunSpec
+from explodebook.widgets import explore
+
+BASE = RunSpec(task="regression-scaled", steps=30)
+
+
+def test_initial_setting_is_run_and_drawn() -> None:
+    explorer = explore(BASE, {"learning_rate": [0.001, 0.01]})
+    assert explorer.error is None
+    assert [t.spec for t in explorer.traces] == [BASE]
+    assert bytes(explorer.image.value).startswith(b"\x89PNG")
+    assert "final loss" in explorer.status.value
+
+
+def test_moving_a_control_reruns_and_redraws() -> None:
+    explorer = explore(BASE, {"init_scale": [0.5, 1.0, 2.0]})
+    before = bytes(explorer.image.value)
+    explorer.controls["init_scale"].value = 2.0
+    assert explorer.traces[0].spec == BASE.replace(init_scale=2.0)
+    assert bytes(explorer.image.value) != before
+
+
+def test_returning_to_a_setting_hits_the_cache() -> None:
+    explorer = explore(BASE, {"depth": [1, 2]})
+    explorer.controls["depth"].value = 2
+    misses = cache.info().misses
+    explorer.controls["depth"].value = 1
+    explorer.controls["depth"].value = 2
+    assert cache.info().misses == misses
+
+
+def test_invalid_setting_shows_a_message_not_a_traceback() -> None:
+    explorer = explore(BASE, {"learning_rate": [0.01, -1.0]})
+    image = bytes(explorer.image.value)
+    explorer.controls["learning_rate"].value = -1.0
+    assert "RunSpec.learning_rate=-1.0 is not allowed" in explorer.status.value
+    assert "Traceback" not in explorer.status.value
+    assert bytes(explorer.image.value) == image  # the last good figure stays
+    explorer.controls["learning_rate"].value = 0.01
+    assert explorer.error is None
+
+
+def test_both_frameworks() -> None:
+    pytest.importorskip("tensorflow")
+    explorer = explore(BASE, {"learning_rate": [0.01]}, frameworks=("torch", "keras"))
+    assert [t.framework for t in explorer.traces] == ["torch", "keras"]
+    assert "Keras" in explorer.status.value
+
+
+def test_default_controls_come_from_default_options() -> None:
+    explorer = explore(BASE)
+    assert set(explorer.controls) == {"learning_rate", "init_scale"}
+    # a numeric field gets a slider, a choice a drop-down
+    explorer = explore(BASE, ["depth", "activation"])
+    assert type(explorer.controls["depth"]).__name__ == "SelectionSlider"
+    assert type(explorer.controls["activation"]).__name__ == "Dropdown"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"controls": ["colour"]}, "not a RunSpec field"),
+        ({"controls": {"depth": []}}, "no values"),
+        ({"frameworks": "jax"}, "framework='jax'"),
+        ({"controls": ["cell", "task", "model", "init"]}, None),
+    ],
+)
+def test_bad_arguments_are_refused_clearly(kwargs: dict, message: str | None) -> None:
+    if message is None:
+        explore(BASE, **kwargs)  # every choice field has default options
+        return
+    with pytest.raises(ValueError, match=message):
+        explore(BASE, **kwargs)
