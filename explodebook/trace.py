@@ -44,7 +44,9 @@ class Trace:
         loss: ``(n,)`` training loss of each step's batch (the data term,
             without any L1/L2 penalty).
         grad_norm_total: ``(n,)`` global L2 norm of all gradients before
-            clipping (what ``torch.nn.utils.clip_grad_norm_`` returns).
+            clipping, from the per-layer norms in float64 (equal, up to
+            float32 rounding, to what ``torch.nn.utils.clip_grad_norm_``
+            returns).
         grad_norms: ``(n, L)`` L2 norm of each layer's gradient (all its
             parameters together) before clipping.
         clipped_grad_norms: ``(n, L)`` the same after clipping (equal to

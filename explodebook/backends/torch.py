@@ -19,7 +19,7 @@ from torch import nn
 
 from explodebook.data import batch_indices, dataset_for
 from explodebook.spec import RunSpec
-from explodebook.trace import Trace
+from explodebook.trace import Trace, locate_nonfinite
 from explodebook.weights import GATES, LayerWeights, initial_weights, input_size
 
 __all__ = [
@@ -245,9 +245,11 @@ class LayerRecorder:
             total = np.sqrt(grad_sq.sum(axis=1))
         rows = np.column_stack([loss, total, np.sqrt(grad_sq), clipped, max_abs, weight])
         if stop_on_nonfinite:
-            bad = ~np.isfinite(rows).all(axis=1)
-            if bad.any():
-                rows = rows[: int(np.argmax(bad)) + 1]
+            # The rule of `locate_nonfinite`: loss, gradients and weights
+            # (a clipped norm alone may overflow while they are finite).
+            step = locate_nonfinite(loss, grad_sq, weight, list(map(str, range(self.n_layers))))[0]
+            if step is not None:
+                rows = rows[: step + 1]
         return rows
 
 

@@ -1,0 +1,398 @@
+"""Keras backend: `build(spec)` a network, `run(spec)` it into a `Trace`.
+
+Written the Keras 3 way: ``keras.Sequential`` of ``Dense`` layers, or
+``SimpleRNN`` / ``LSTM`` / ``GRU`` layers read out by a ``Dense`` head;
+L1/L2 penalties as ``kernel_regularizer`` / ``recurrent_regularizer`` (so
+they arrive in ``model.losses``); clipping configured on the optimizer
+(``clipnorm``, ``clipvalue``, ``global_clipnorm``), which applies it inside
+``apply_gradients``. Same public names as `explodebook.backends.torch`, and
+the same trace for the same spec.
+
+The training loop is a custom ``tf.GradientTape`` step rather than
+``model.fit``, because every step records gradient norms before and after
+clipping. For speed, many steps run inside one compiled ``tf.function``
+(a ``tf.range`` loop); calling a compiled function once per step would cost
+more than the tiny network's arithmetic. The compiled loop is kept, with its
+model and optimizer, for the next run of a spec that differs only in values
+(learning rate, seed, initialization, steps, target scaling), so that run
+skips tracing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Keras 3 picks its backend when it is first imported; this module is written
+# for TensorFlow (tf.GradientTape, tf.function), so ask for it unless the
+# user already chose one (checked below).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow's C++ start-up messages (CPU features, absl) go to stderr, where
+# notebooks show them as warnings; keep errors only, unless the user chose.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Import torch (and torch._dynamo, which torch.optim imports lazily, on an
+# optimizer's first use) BEFORE TensorFlow: with some torch builds, creating
+# a torch.optim optimizer after TensorFlow was imported segfaults, and
+# loading torch's native libraries first avoids it. The book uses both
+# frameworks in one process, so importing this module fixes the order.
+try:
+    import torch  # noqa: F401
+
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:
+        pass
+except ImportError:
+    pass
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from explodebook.data import batch_indices, dataset_for  # noqa: E402
+from explodebook.spec import RunSpec  # noqa: E402
+from explodebook.trace import Trace  # noqa: E402
+from explodebook.weights import LayerWeights, initial_weights, input_size, layer_names  # noqa: E402
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        f"explodebook.backends.keras needs the TensorFlow backend of Keras, but "
+        f"KERAS_BACKEND={keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow "
+        "before Keras is first imported"
+    )
+
+__all__ = [
+    "build",
+    "run",
+    "load_weights",
+    "layer_variables",
+    "make_optimizer",
+    "RecurrentRegressor",
+    "clear_cache",
+    "CHUNK_STEPS",
+]
+
+#: Steps per call of the compiled training loop. Between calls the run
+#: checks for non-finite values, so a diverging run stops early.
+CHUNK_STEPS = 200
+
+_CELLS: dict[str, type[keras.layers.Layer]] = {
+    "simple": keras.layers.SimpleRNN,
+    "lstm": keras.layers.LSTM,
+    "gru": keras.layers.GRU,
+}
+
+
+def _regularizer(spec: RunSpec) -> keras.regularizers.Regularizer | None:
+    # Keras' L1L2 is l1 * sum|W| + l2 * sum W**2: the spec's convention.
+    if spec.l1 or spec.l2:
+        return keras.regularizers.L1L2(l1=float(spec.l1), l2=float(spec.l2))
+    return None
+
+
+class RecurrentRegressor(keras.Model):
+    """A stack of recurrent layers read out by a dense layer at the last step.
+
+    Input ``(batch, seq_len, features)``, output ``(batch, 1)``; the Keras
+    twin of the PyTorch backend's ``RecurrentRegressor``. ``truncation=k``
+    runs the first ``seq_len - k`` steps, then cuts the gradient off the
+    final states (``stop_gradient``) and runs the last ``k`` steps from them,
+    so gradients flow through the last ``k`` steps only (truncated
+    backpropagation through time).
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        units: int,
+        depth: int,
+        activation: str = "tanh",
+        truncation: int | None = None,
+        regularizer: keras.regularizers.Regularizer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        options: dict[str, Any] = {"activation": activation} if cell == "simple" else {}
+        if cell == "gru":
+            options["reset_after"] = True  # the Keras 3 default, and PyTorch's GRU
+        # return_state=True everywhere: truncation needs every layer's final
+        # state; return_sequences feeds each layer's outputs to the next.
+        self.recurrent = [
+            _CELLS[cell](
+                units,
+                return_sequences=k < depth,
+                return_state=True,
+                kernel_regularizer=regularizer,
+                recurrent_regularizer=regularizer,
+                name=f"{cell}_{k}",
+                **options,
+            )
+            for k in range(1, depth + 1)
+        ]
+        self.head = keras.layers.Dense(1, kernel_regularizer=regularizer, name="output")
+        self.truncation = truncation
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        states: list[list[tf.Tensor] | None] = [None] * len(self.recurrent)
+        cut = x.shape[1] - (self.truncation or x.shape[1])
+        if cut > 0:
+            h = x[:, :cut]
+            for k, layer in enumerate(self.recurrent):
+                h, *state = layer(h)
+                # The state carries over, its history does not.
+                states[k] = [keras.ops.stop_gradient(s) for s in state]
+            x = x[:, cut:]
+        h = x
+        for layer, state in zip(self.recurrent, states):
+            h, *_ = layer(h, initial_state=state)
+        return self.head(h)
+
+
+def build(spec: RunSpec) -> keras.Model:
+    """The network a spec describes, with its initial weights loaded.
+
+    Returns:
+        a ``keras.Sequential`` MLP mapping ``(batch, 20)`` to ``(batch, 1)``,
+        or a `RecurrentRegressor` mapping ``(batch, seq_len, 2)`` to
+        ``(batch, 1)``. Its layers are named `layer_names(spec)`.
+    """
+    reg = _regularizer(spec)
+    if spec.model == "mlp":
+        hidden = [
+            keras.layers.Dense(
+                spec.width, activation=spec.activation, kernel_regularizer=reg, name=name
+            )
+            for name in layer_names(spec)[:-1]
+        ]
+        head = keras.layers.Dense(1, kernel_regularizer=reg, name="output")
+        model: keras.Model = keras.Sequential([keras.Input((input_size(spec),)), *hidden, head])
+    else:
+        model = RecurrentRegressor(
+            spec.cell, spec.width, spec.depth, spec.activation, spec.truncation, reg
+        )
+        model(np.zeros((1, spec.seq_len, input_size(spec)), np.float32))  # create weights
+    load_weights(model, spec, initial_weights(spec))
+    return model
+
+
+def load_weights(model: keras.Model, spec: RunSpec, weights: list[LayerWeights]) -> None:
+    """Copy canonical weights (Keras' layout) into a model made by `build`.
+
+    The canonical layout is Keras' own, so this is ``layer.set_weights``,
+    except for the GRU: Keras keeps its two biases (``reset_after=True``) in
+    one ``(2, 3 * units)`` array, input bias in row 0, recurrent bias in
+    row 1.
+    """
+    for name, w in zip(layer_names(spec), weights, strict=True):
+        layer = model.get_layer(name)
+        if "recurrent_kernel" not in w:
+            layer.set_weights([w["kernel"], w["bias"]])
+        elif "recurrent_bias" in w:
+            layer.set_weights(
+                [w["kernel"], w["recurrent_kernel"], np.stack([w["bias"], w["recurrent_bias"]])]
+            )
+        else:
+            layer.set_weights([w["kernel"], w["recurrent_kernel"], w["bias"]])
+
+
+def layer_variables(model: keras.Model, spec: RunSpec) -> list[list[keras.Variable]]:
+    """Trainable variables grouped by layer, in `layer_names(spec)` order."""
+    return [list(model.get_layer(name).trainable_variables) for name in layer_names(spec)]
+
+
+def make_optimizer(spec: RunSpec) -> keras.optimizers.Optimizer:
+    """The spec's optimizer, with its clipping mode configured on it."""
+    clip = dict([spec.clipping]) if spec.clipping else {}  # e.g. {"clipnorm": 1.0}
+    if spec.optimizer == "sgd":
+        return keras.optimizers.SGD(float(spec.learning_rate), momentum=spec.momentum, **clip)
+    # epsilon: PyTorch's default 1e-8 (Keras' is 1e-7). Keras adds it to
+    # sqrt(v) before bias correction, PyTorch after, so tiny gradients still
+    # step slightly differently.
+    return keras.optimizers.Adam(
+        float(spec.learning_rate), beta_1=spec.momentum, beta_2=0.999, epsilon=1e-8, **clip
+    )
+
+
+def _clip(optimizer: keras.optimizers.Optimizer, grads: list[tf.Tensor]) -> list[tf.Tensor]:
+    """The gradients ``optimizer.apply_gradients`` will actually apply.
+
+    Keras 3 clips inside ``apply_gradients`` with the private method
+    ``_clip_gradients`` (per-variable ``tf.clip_by_norm`` for ``clipnorm``,
+    Keras' ``clip_by_global_norm``, ``clip`` for ``clipvalue``). Calling that
+    same method records exactly what the optimizer applies, including its
+    edge cases (a non-finite global norm makes every gradient NaN). Should a
+    Keras version drop it, TensorFlow's public equivalents are used.
+    """
+    method = getattr(optimizer, "_clip_gradients", None)
+    if method is not None:
+        return list(method(grads))
+    if optimizer.clipnorm:
+        return [tf.clip_by_norm(g, optimizer.clipnorm) for g in grads]
+    if optimizer.global_clipnorm:
+        return tf.clip_by_global_norm(grads, optimizer.global_clipnorm)[0]
+    if optimizer.clipvalue:
+        return [tf.clip_by_value(g, -optimizer.clipvalue, optimizer.clipvalue) for g in grads]
+    return list(grads)
+
+
+def _per_layer(values: list[tf.Tensor], sizes: list[int], reduce: str) -> tf.Tensor:
+    """``(L,)`` float64 L2 norm (``"l2"``) or max ``|x|`` (``"max"``) per layer.
+
+    ``values`` are all layers' tensors in order, ``sizes[l]`` of them per
+    layer. Casting to float64 before reducing keeps a norm finite exactly
+    when every element is (a float32 sum of squares could overflow).
+    """
+    out, start = [], 0
+    for size in sizes:
+        group = [tf.cast(v, tf.float64) for v in values[start : start + size]]
+        start += size
+        if reduce == "max":
+            out.append(tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(v)) for v in group])))
+        else:
+            out.append(tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(v)) for v in group])))
+    return tf.stack(out)
+
+
+@dataclass
+class _Trainer:
+    """A model, its optimizer and their compiled training loop, kept for reuse.
+
+    ``train(X, y, idx)`` runs ``len(idx)`` steps (``idx``: ``(n, batch)``
+    sample indices) and returns their ``(n, 2 + 4 * L)`` float64 record.
+    """
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    train: Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
+    model = build(spec)
+    groups = layer_variables(model, spec)
+    variables = [v for group in groups for v in group]
+    sizes = [len(group) for group in groups]
+    optimizer = make_optimizer(spec)
+    # Create the optimizer's slots now: variables cannot be created inside
+    # the compiled loop.
+    optimizer.build(variables)
+    mse = keras.losses.MeanSquaredError()
+    clipping = spec.clipping is not None
+
+    def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = mse(yb, model(xb, training=True))
+            # model.losses: the regularizers' penalties, recomputed from the
+            # current weights on every access (empty without l1/l2).
+            objective = sum(model.losses, loss)
+        grads = tape.gradient(objective, variables)
+        grad_norms = _per_layer(grads, sizes, "l2")
+        clipped = _per_layer(_clip(optimizer, grads), sizes, "l2") if clipping else grad_norms
+        row = tf.concat(
+            [
+                tf.cast(loss, tf.float64)[None],
+                tf.norm(grad_norms)[None],
+                grad_norms,
+                clipped,
+                _per_layer(grads, sizes, "max"),
+                _per_layer(variables, sizes, "l2"),  # read before the update below
+            ],
+            axis=0,
+        )
+        # Raw gradients: the optimizer clips them itself.
+        optimizer.apply_gradients(zip(grads, variables))
+        return row
+
+    n_cols = 2 + 4 * len(groups)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec(x_shape, tf.float32),
+            tf.TensorSpec((x_shape[0], 1), tf.float32),
+            tf.TensorSpec((None, spec.batch_size), tf.int64),
+        ],
+        # Not jit_compile=True: XLA runs a warm MLP ~8x faster, but compiling
+        # costs 1-3 s per network, more than a whole run takes without it.
+    )
+    def train(X: tf.Tensor, y: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(idx)[0]
+        rows = tf.TensorArray(tf.float64, size=n, element_shape=(n_cols,))
+        for i in tf.range(n):
+            rows = rows.write(i, step(tf.gather(X, idx[i]), tf.gather(y, idx[i])))
+        return rows.stack()
+
+    # Trace now, so that the trace's wall_time measures training only.
+    train.get_concrete_function()
+    return _Trainer(model, optimizer, train)
+
+
+# Spec fields that change the compiled graph. The others (learning rate,
+# seed, initialization, steps, which regression target) only change values
+# the graph reads: the weights, the optimizer's learning-rate variable and
+# the data passed in.
+_GRAPH_FIELDS = (
+    "model", "depth", "width", "activation", "cell", "seq_len", "truncation",
+    "optimizer", "momentum", "batch_size", "clipnorm", "clipvalue",
+    "global_clipnorm", "l1", "l2",
+)  # fmt: skip
+_TRAINERS: dict[tuple[Any, ...], _Trainer] = {}
+_MAX_TRAINERS = 16
+
+
+def clear_cache() -> None:
+    """Forget the compiled training loops kept for reuse by `run`."""
+    _TRAINERS.clear()
+
+
+def _trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
+    """A trainer for ``spec``, reset to the spec's initial state.
+
+    Reusing a trainer avoids tracing the loop again (about a second); it is
+    safe because every piece of state is reset: the weights, the
+    optimizer's slots and step counter, and its learning rate.
+    """
+    key = (tuple(getattr(spec, f) for f in _GRAPH_FIELDS), x_shape)
+    trainer = _TRAINERS.pop(key, None)
+    if trainer is None:
+        trainer = _make_trainer(spec, x_shape)
+    else:
+        load_weights(trainer.model, spec, initial_weights(spec))
+        for v in trainer.optimizer.variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
+        trainer.optimizer.learning_rate = float(spec.learning_rate)
+    _TRAINERS[key] = trainer  # most recently used last
+    while len(_TRAINERS) > _MAX_TRAINERS:
+        _TRAINERS.pop(next(iter(_TRAINERS)))
+    return trainer
+
+
+def run(spec: RunSpec) -> Trace:
+    """Train the network of ``spec`` and record every step.
+
+    Returns:
+        a `Trace`; if the loss, a gradient or a weight becomes non-finite
+        and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
+    """
+    X_np, y_np = dataset_for(spec)
+    trainer = _trainer(spec, X_np.shape)
+    X, y = tf.constant(X_np), tf.constant(y_np)
+    batches = batch_indices(len(X_np), spec.batch_size, spec.steps, seed=spec.seed)
+
+    chunks: list[np.ndarray] = []
+    start = time.perf_counter()
+    for first in range(0, spec.steps, CHUNK_STEPS):
+        idx = tf.constant(batches[first : first + CHUNK_STEPS], tf.int64)
+        chunks.append(trainer.train(X, y, idx).numpy())
+        if spec.stop_on_nonfinite:
+            bad = Trace.from_record(chunks[-1], spec, "keras").first_nonfinite_step
+            if bad is not None:
+                # The compiled loop ran on past the first non-finite step;
+                # the record ends there, where the PyTorch loop stops.
+                chunks[-1] = chunks[-1][: bad + 1]
+                break
+    wall_time = time.perf_counter() - start
+
+    return Trace.from_record(np.concatenate(chunks), spec, "keras", wall_time)
