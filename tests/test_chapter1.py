@@ -1,0 +1,51 @@
+"""Chapter 1's conclusions, pinned through the package in both frameworks.
+
+The chapter's prose states these; if a change to the package made one
+false, the prose would be wrong, so this fails first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explodebook import RunSpec, run
+
+FRAMEWORKS = ("torch", "keras")
+TRAIN = RunSpec(depth=10, width=32, task="regression-scaled", steps=300)
+DEPTHS = [1, 2, 4, 6, 8, 10, 12, 15, 20]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_ten_layers_train_at_1_1_and_diverge_at_1_15(framework: str) -> None:
+    assert not run(TRAIN.replace(init_scale=1.1), framework).diverged
+    assert run(TRAIN.replace(init_scale=1.15), framework).diverged
+    assert run(TRAIN.replace(init_scale=1.5), framework).first_nonfinite_step <= 3
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_small_scale_neither_diverges_nor_learns(framework: str) -> None:
+    vanishing = run(TRAIN.replace(init_scale=0.5), framework)
+    healthy = run(TRAIN.replace(init_scale=1.0), framework)
+    assert not vanishing.diverged and vanishing.final_loss() > 0.9  # target variance is 1
+    assert healthy.final_loss() < 0.1
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_first_layer_gradient_rate_per_layer_is_about_s_or_s_squared(framework: str) -> None:
+    def rate(scale: float) -> float:
+        base = RunSpec(width=32, task="regression-scaled", steps=1, init_scale=scale)
+        norms = [run(base.replace(depth=d), framework).grad_norms[0, 0] for d in DEPTHS]
+        return float(np.exp(np.polyfit(DEPTHS, np.log(norms), 1)[0]))
+
+    assert 0.4 < rate(0.5) < 0.6  # about s: vanishing
+    assert 0.85 < rate(1.0) < 1.15  # He keeps the size
+    assert 1.9 < rate(1.5) < 2.6  # about s**2: the forward pass explodes too
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_rnn_gradient_grows_with_the_recurrent_singular_value(framework: str) -> None:
+    base = RunSpec(model="rnn", width=32, seq_len=50, init="orthogonal", steps=1)
+    norms = [run(base.replace(init_scale=s), framework).grad_norms[0, 0] for s in (0.5, 0.9, 1.0, 1.1, 1.5, 2.0)]
+    assert np.all(np.diff(norms) > 0)
+    assert norms[-1] > 100 * norms[0]
