@@ -250,3 +250,10 @@ def test_chunking_does_not_change_the_trace(spec, monkeypatch):
     whole = kb.run(spec)
     monkeypatch.setattr(kb, "CHUNK_STEPS", 3)
     assert kb.run(spec).equals(whole)
+
+
+def test_max_abs_is_nan_exactly_where_the_layer_norm_is() -> None:
+    # segment_max skips NaN; the backend must put it back
+    trace = kb.run(RunSpec(steps=20, stop_on_nonfinite=False))
+    assert np.isnan(trace.grad_norms).any()
+    np.testing.assert_array_equal(np.isnan(trace.grad_max_abs), np.isnan(trace.grad_norms))

@@ -239,22 +239,62 @@ def _clip(optimizer: keras.optimizers.Optimizer, grads: list[tf.Tensor]) -> list
     return list(grads)
 
 
-def _per_layer(values: list[tf.Tensor], sizes: list[int], reduce: str) -> tf.Tensor:
-    """``(L,)`` float64 L2 norm (``"l2"``) or max ``|x|`` (``"max"``) per layer.
+class _LayerReducer:
+    """Per-layer norms of the gradients and weights in a handful of fused ops.
 
-    ``values`` are all layers' tensors in order, ``sizes[l]`` of them per
-    layer. Casting to float64 before reducing keeps a norm finite exactly
+    One op per variable per quantity (cast, square, sum) would put dozens of
+    tiny ops into every step, and the compiled loop's cost is mostly per op,
+    not per element. Instead all gradients and weights are flattened into
+    one vector and reduced per layer with ``unsorted_segment_sum`` /
+    ``_max``. Values are cast to float64 first, so a norm is finite exactly
     when every element is (a float32 sum of squares could overflow).
+
+    Args:
+        groups: the variables of each layer (``L`` groups).
     """
-    out, start = [], 0
-    for size in sizes:
-        group = [tf.cast(v, tf.float64) for v in values[start : start + size]]
-        start += size
-        if reduce == "max":
-            out.append(tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(v)) for v in group])))
-        else:
-            out.append(tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(v)) for v in group])))
-    return tf.stack(out)
+
+    def __init__(self, groups: list[list[keras.Variable]]) -> None:
+        ids = np.concatenate(
+            [
+                np.full(int(np.prod(v.shape)), layer, np.int32)
+                for layer, group in enumerate(groups)
+                for v in group
+            ]
+        )
+        self.n_layers = n_layers = len(groups)
+        self.n_grad = len(ids)
+        self.grad_segments = tf.constant(ids)
+        # Gradients to segments 0..L-1, weights to L..2L-1.
+        self.segments = tf.constant(np.concatenate([ids, ids + n_layers]))
+
+    @staticmethod
+    def _flat(values: list[tf.Tensor]) -> tf.Tensor:
+        return tf.cast(tf.concat([tf.reshape(v, [-1]) for v in values], axis=0), tf.float64)
+
+    def l2(self, grads: list[tf.Tensor]) -> tf.Tensor:
+        """``(L,)`` float64 L2 norm per layer of gradients (all layers, in order)."""
+        squares = tf.square(self._flat(grads))
+        return tf.sqrt(tf.math.unsorted_segment_sum(squares, self.grad_segments, self.n_layers))
+
+    def record(
+        self, grads: list[tf.Tensor], weights: list[tf.Tensor]
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Per-layer gradient L2 norms, largest ``|gradient|`` and weight norms.
+
+        Returns:
+            three ``(L,)`` float64 tensors.
+        """
+        L = self.n_layers
+        flat = self._flat(grads + weights)
+        norms = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(flat), self.segments, 2 * L))
+        grad_norms = norms[:L]
+        largest = tf.math.unsorted_segment_max(
+            tf.abs(flat[: self.n_grad]), self.grad_segments, L
+        )
+        # segment_max skips NaN (comparisons with NaN are false); a layer
+        # with a NaN has a NaN norm, so put it back from there.
+        largest = tf.where(tf.math.is_nan(grad_norms), grad_norms, largest)
+        return grad_norms, largest, norms[L:]
 
 
 @dataclass
@@ -274,7 +314,7 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
     model = build(spec)
     groups = layer_variables(model, spec)
     variables = [v for group in groups for v in group]
-    sizes = [len(group) for group in groups]
+    reducer = _LayerReducer(groups)
     optimizer = make_optimizer(spec)
     # Create the optimizer's slots now: variables cannot be created inside
     # the compiled loop.
@@ -289,16 +329,17 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
             # current weights on every access (empty without l1/l2).
             objective = sum(model.losses, loss)
         grads = tape.gradient(objective, variables)
-        grad_norms = _per_layer(grads, sizes, "l2")
-        clipped = _per_layer(_clip(optimizer, grads), sizes, "l2") if clipping else grad_norms
+        # Weights are read before the update below.
+        grad_norms, grad_max, weight_norms = reducer.record(grads, variables)
+        clipped = reducer.l2(_clip(optimizer, grads)) if clipping else grad_norms
         row = tf.concat(
             [
                 tf.cast(loss, tf.float64)[None],
                 tf.norm(grad_norms)[None],
                 grad_norms,
                 clipped,
-                _per_layer(grads, sizes, "max"),
-                _per_layer(variables, sizes, "l2"),  # read before the update below
+                grad_max,
+                weight_norms,
             ],
             axis=0,
         )
