@@ -43,7 +43,7 @@ test-fast: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest -m "not book"
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab chapters/
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
