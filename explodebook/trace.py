@@ -240,10 +240,8 @@ def locate_nonfinite(
 ) -> tuple[int | None, str | None, str | None]:
     """Find the first non-finite step, what was non-finite and which layer.
 
-    A norm is non-finite when an element it summarises is, or when the
-    elements are so large (within a factor sqrt(n) of float32's largest
-    value, 3.4e38) that the norm itself overflows: the next step would
-    overflow anyway.
+    Backends compute norms in float64, so a norm is finite exactly when
+    every element it summarises is finite.
 
     Args:
         loss: ``(n,)``; grad_norms, weight_norms: ``(n, L)``.

@@ -183,3 +183,13 @@ def test_scaled_target_trains() -> None:
     trace = backend.run(RunSpec(task="regression-scaled", steps=400))
     assert not trace.diverged
     assert trace.final_loss() < 0.1 * trace.loss[0]
+
+
+def test_huge_but_finite_gradients_are_not_called_non_finite() -> None:
+    # float32 squares of ~1e19 overflow; the recorded norms must not
+    spec = RunSpec(width=32, task="regression-scaled", steps=1, depth=31, init_scale=2.0)
+    trace = backend.run(spec)
+    assert np.all(np.isfinite(trace.grad_max_abs[0]))
+    assert trace.grad_max_abs[0].max() > 1e18
+    assert not trace.diverged
+    assert np.all(np.isfinite(trace.grad_norms[0]))

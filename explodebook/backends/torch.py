@@ -188,9 +188,8 @@ class LayerRecorder:
     ``torch._foreach_norm`` over all gradients and weights and one for the
     largest gradient element, kept as small per-parameter tensors. Summing
     parameters into layers and assembling the rows `Trace.from_record`
-    reads happens once, vectorised, at the end. Norms are computed in the
-    parameters' float32 (PyTorch accumulates them in double on the CPU) and
-    stored as float64.
+    reads happens once, vectorised, at the end. L2 norms are computed in
+    float64, so a norm is finite exactly when every element it covers is.
 
     Args:
         groups: trainable parameters grouped by layer (``L`` groups).
@@ -211,7 +210,9 @@ class LayerRecorder:
         grads = [p.grad for p in self.params]
         self._loss.append(loss.detach())
         # Kept as lists of 0-d tensors; stacking them waits for `rows`.
-        self._norms.append(torch._foreach_norm(grads + self.params, 2))
+        # float64: PyTorch squares float32 elements in float32, so the norm of
+        # finite gradients of size ~1e19 would overflow and look non-finite.
+        self._norms.append(torch._foreach_norm(grads + self.params, 2, dtype=torch.float64))
         self._max_abs.append(torch._foreach_norm(grads, float("inf")))
 
     @torch.no_grad()
@@ -219,7 +220,7 @@ class LayerRecorder:
         """Record the gradient norms of the current step after clipping."""
         grads = [p.grad for p in self.params]
         step = len(self._norms) - 1
-        self._clipped[step] = torch._foreach_norm(grads, 2)
+        self._clipped[step] = torch._foreach_norm(grads, 2, dtype=torch.float64)
 
     def finite(self, last: int) -> bool:
         """True if the ``last`` recorded steps hold only finite values."""
