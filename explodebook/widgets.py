@@ -44,6 +44,9 @@ DEFAULT_OPTIONS: dict[str, Sequence[Any]] = {
     **{name: choices for name, choices in CHOICES.items()},
 }
 
+# The option value that stands for None (a clipping mode switched off).
+_OFF = "off"
+
 # Figures rendered as PNG, keyed by the specs and frameworks they show, so
 # that returning to a setting redraws nothing.
 _PNG_CACHE: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
@@ -119,25 +122,29 @@ class Explorer:
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 values.sort()
         style = {"description_width": "initial"}
-        labelled = [(_label(v), v) for v in values]
+        # ipywidgets refuses value=None in a selection, so "off" stands for it.
+        labelled = [(_label(v), _OFF if v is None else v) for v in values]
         numeric = all(
             v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
         )
+        index = values.index(current)
         if numeric and len(values) > 2:
             return w.SelectionSlider(
                 options=labelled,
-                value=current,
+                index=index,
                 description=name,
                 continuous_update=False,
                 style=style,
                 layout=w.Layout(width="320px"),
             )
-        return w.Dropdown(options=labelled, value=current, description=name, style=style)
+        return w.Dropdown(options=labelled, index=index, description=name, style=style)
 
     @property
     def spec(self) -> RunSpec:
         """The spec of the current setting (raises `SpecError` if invalid)."""
-        return self.base.replace(**{name: c.value for name, c in self.controls.items()})
+        return self.base.replace(
+            **{name: None if c.value == _OFF else c.value for name, c in self.controls.items()}
+        )
 
     def _on_change(self, change: Mapping[str, Any]) -> None:
         self.update()

@@ -78,3 +78,13 @@ def test_bad_arguments_are_refused_clearly(kwargs: dict, message: str | None) ->
         return
     with pytest.raises(ValueError, match=message):
         explore(BASE, **kwargs)
+
+
+def test_a_field_that_is_off_by_default_can_be_explored() -> None:
+    explorer = explore(BASE, ["clipnorm"])
+    control = explorer.controls["clipnorm"]
+    assert control.label == "off" and explorer.spec.clipnorm is None
+    control.label = "1"
+    assert explorer.traces[0].spec.clipnorm == 1.0
+    control.index = 0  # as a frontend moves it back
+    assert explorer.traces[0].spec.clipnorm is None and explorer.error is None
