@@ -255,8 +255,9 @@ class LayerRecorder:
 
 
 def _stack(rows: list[list[torch.Tensor]]) -> np.ndarray:
-    # n rows of k 0-d tensors -> (n, k) float64
-    return torch.stack([torch.stack(row) for row in rows]).double().numpy()
+    # n rows of k 0-d tensors -> (n, k) float64, in one stack call
+    flat = torch.stack([value for row in rows for value in row])
+    return flat.double().reshape(len(rows), -1).numpy()
 
 
 def _sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:

@@ -1,0 +1,201 @@
+"""Chapter 7's conclusions (gradient clipping), pinned through the package.
+
+The chapter's prose states these, in both frameworks; if a change to the
+package made one false, the prose would be wrong, so this fails first.
+Bounds are generous: they pin the conclusion, not the float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explodebook import RunSpec, diagnose, run
+
+FRAMEWORKS = ("torch", "keras")
+CLASSIC = RunSpec()
+TARGET_VARIANCE = 2.0e4  # of the unscaled regression target (about 20381)
+
+
+def fraction_clipped(trace) -> float:
+    shrunk = trace.clipped_grad_norms < trace.grad_norms * (1 - 1e-6)
+    return float(shrunk.any(axis=1).mean())
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_baseline_diverges_and_clipping_trains(framework: str) -> None:
+    assert run(CLASSIC, framework).first_nonfinite_step == 8
+    finals = {}
+    for clipping in ({"clipnorm": 1.0}, {"clipvalue": 5.0}, {"clipvalue": 0.5},
+                     {"global_clipnorm": 1.0}):
+        trace = run(CLASSIC.replace(**clipping), framework)
+        assert not trace.diverged, clipping
+        # From a loss of ~2e4 to a small fraction of the target's variance.
+        assert trace.final_loss() < 1e-2 * TARGET_VARIANCE, clipping
+        # On this unscaled target, clipping is active on (nearly) every step.
+        assert fraction_clipped(trace) > 0.99, clipping
+        finals[next(iter(clipping.items()))] = trace.final_loss()
+    assert finals["clipnorm", 1.0] < 5
+    assert finals["clipvalue", 5.0] > finals["clipnorm", 1.0]
+
+
+def test_clipped_run_still_shows_the_gradient_norm_sign() -> None:
+    diagnosis = diagnose(run(CLASSIC.replace(clipnorm=1.0)))
+    assert diagnosis["grad_norm_above_1"].present
+    assert not diagnosis["nan_loss"].present
+
+
+def _first_batch_gradients():
+    """One batch of the classic set-up: PyTorch and Keras gradients."""
+    import torch
+    from torch import nn
+
+    from explodebook.backends import keras as keras_backend
+    from explodebook.backends import torch as torch_backend
+    from explodebook.data import batch_indices, dataset_for
+
+    X, y = dataset_for(CLASSIC)
+    idx = batch_indices(len(X), 32, 1, seed=CLASSIC.seed)[0]
+    net = torch_backend.build(CLASSIC)
+    nn.functional.mse_loss(net(torch.tensor(X[idx])), torch.tensor(y[idx])).backward()
+
+    import keras
+    import tensorflow as tf
+
+    model = keras_backend.build(CLASSIC)
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.losses.mean_squared_error(y[idx], model(X[idx])))
+    return net, tape.gradient(loss, model.trainable_variables)
+
+
+def test_keras_clipping_arguments_match_their_pytorch_calls() -> None:
+    import keras
+    from torch import nn
+
+    from explodebook.backends import keras as keras_backend
+
+    net, keras_grads = _first_batch_gradients()
+    raw = [p.grad.clone() for p in net.parameters()]
+
+    def torch_clipped(clip) -> np.ndarray:
+        for p, g in zip(net.parameters(), raw):
+            p.grad = g.clone()
+        clip(net.parameters())
+        # .T: kernels are (out, in) in PyTorch, (in, out) in Keras.
+        return np.concatenate([p.grad.numpy().T.ravel() for p in net.parameters()])
+
+    def keras_applied(**clipping) -> np.ndarray:
+        model = keras_backend.build(CLASSIC)
+        before = [v.numpy() for v in model.trainable_variables]
+        keras.optimizers.SGD(1.0, **clipping).apply_gradients(
+            zip(keras_grads, model.trainable_variables)
+        )
+        return np.concatenate(
+            [(b - v.numpy()).ravel() for b, v in zip(before, model.trainable_variables)]
+        )
+
+    def per_parameter(params) -> None:
+        for p in params:
+            nn.utils.clip_grad_norm_(p, 1.0)
+
+    pairs = {
+        "per variable": (torch_clipped(per_parameter), keras_applied(clipnorm=1.0)),
+        "global": (
+            torch_clipped(lambda ps: nn.utils.clip_grad_norm_(ps, 1.0)),
+            keras_applied(global_clipnorm=1.0),
+        ),
+        "value": (
+            torch_clipped(lambda ps: nn.utils.clip_grad_value_(ps, 0.5)),
+            keras_applied(clipvalue=0.5),
+        ),
+    }
+    for mode, (torch_g, keras_g) in pairs.items():
+        np.testing.assert_allclose(torch_g, keras_g, atol=1e-5, err_msg=mode)
+
+    flat_raw = np.concatenate([g.numpy().T.ravel() for g in raw])
+
+    def cosine(g: np.ndarray) -> float:
+        return float(g @ flat_raw / np.linalg.norm(g) / np.linalg.norm(flat_raw))
+
+    # Keras clipnorm (per variable) is NOT PyTorch's clip_grad_norm_ (global).
+    assert np.linalg.norm(pairs["per variable"][0]) == pytest.approx(2.0, rel=1e-4)
+    assert np.linalg.norm(pairs["global"][0]) == pytest.approx(1.0, rel=1e-4)
+    assert cosine(pairs["global"][0]) > 0.9999
+    assert cosine(pairs["per variable"][0]) < 0.95
+    assert cosine(pairs["value"][0]) < cosine(pairs["per variable"][0])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_threshold_near_the_average_norm_clips_only_early_steps(framework: str) -> None:
+    slow = CLASSIC.replace(learning_rate=1e-3)
+    unclipped = run(slow, framework)
+    assert not unclipped.diverged
+    mean_norm = unclipped.grad_norm_total.mean()
+    assert 30 < mean_norm < 300  # the chapter sets c = 100 "near the mean"
+    near = run(slow.replace(global_clipnorm=100.0), framework)
+    assert fraction_clipped(near) < 0.25
+    assert near.final_loss() < 2 * unclipped.final_loss()
+    far_below = run(slow.replace(global_clipnorm=1.0), framework)
+    assert fraction_clipped(far_below) > 0.99
+    assert far_below.final_loss() > 100 * unclipped.final_loss()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_at_the_classic_rate_no_threshold_beats_a_smaller_rate(framework: str) -> None:
+    best_unclipped = run(CLASSIC.replace(learning_rate=1e-3), framework).final_loss()
+    for c in (1.0, 100.0):
+        trace = run(CLASSIC.replace(global_clipnorm=c), framework)
+        assert fraction_clipped(trace) > 0.99
+        assert trace.final_loss() > 5 * best_unclipped
+    loose = run(CLASSIC.replace(global_clipnorm=1000.0), framework)
+    assert not loose.diverged and fraction_clipped(loose) < 0.3
+    # Every hidden ReLU unit died: the hidden layer's gradient is exactly 0
+    # and the network predicts the mean (loss ~ the target's variance).
+    assert np.all(loose.grad_norms[-500:, 0] == 0)
+    assert loose.final_loss() > 0.5 * TARGET_VARIANCE
+
+
+def test_when_every_step_is_clipped_only_lr_times_threshold_matters() -> None:
+    a = run(CLASSIC.replace(global_clipnorm=1.0), "torch")
+    b = run(CLASSIC.replace(learning_rate=1e-3, global_clipnorm=10.0), "torch")
+    assert np.max(np.abs(a.loss - b.loss) / a.loss) < 1e-3
+    a_k = run(CLASSIC.replace(global_clipnorm=1.0), "keras")
+    b_k = run(CLASSIC.replace(learning_rate=1e-3, global_clipnorm=10.0), "keras")
+    assert a_k.final_loss() == pytest.approx(b_k.final_loss(), rel=0.1)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_clipping_does_not_fix_a_learning_rate_too_high(framework: str) -> None:
+    scaled = RunSpec(task="regression-scaled", steps=400)
+    good = run(scaled.replace(learning_rate=0.1), framework)
+    assert not good.diverged and good.final_loss() < 1e-2
+    assert run(scaled.replace(learning_rate=1.0), framework).diverged
+    clipped = run(scaled.replace(learning_rate=1.0, global_clipnorm=1.0), framework)
+    assert not clipped.diverged
+    assert clipped.final_loss() > 1.0  # worse than predicting the mean
+    tight = run(scaled.replace(learning_rate=1.0, global_clipnorm=0.1), framework)
+    assert fraction_clipped(tight) > 0.99
+    assert tight.final_loss() < 1.0
+    assert tight.final_loss() > 10 * good.final_loss()
+
+
+def test_an_overflowing_norm_zeroes_in_pytorch_and_nans_in_keras() -> None:
+    import torch
+    from torch import nn
+
+    from explodebook.backends import keras as _  # noqa: F401  (import order)
+    import keras
+    import tensorflow as tf
+
+    huge = [np.full(4, 1e20, np.float32), np.ones(3, np.float32)]
+    params = [nn.Parameter(torch.zeros(len(g))) for g in huge]
+    for p, g in zip(params, huge):
+        p.grad = torch.from_numpy(g.copy())
+    assert torch.isinf(nn.utils.clip_grad_norm_(params, 1.0))
+    assert all(torch.all(p.grad == 0) for p in params)
+
+    weights = [keras.Variable(np.zeros_like(g)) for g in huge]
+    keras.optimizers.SGD(1.0, global_clipnorm=1.0).apply_gradients(
+        zip([tf.constant(g) for g in huge], weights)
+    )
+    assert all(np.isnan(w.numpy()).all() for w in weights)
