@@ -1,0 +1,69 @@
+"""Chapter 5's conclusions (rectified linear activation), pinned through the package.
+
+The chapter's prose states these, in both frameworks; if a change to the
+package made one false, the prose would be wrong, so this fails first.
+Bounds are generous: they pin the conclusion, not the float.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from explodebook import RunSpec, run, theory
+
+FRAMEWORKS = ("torch", "keras")
+AT_INIT = RunSpec(depth=20, width=32, task="regression-scaled", steps=1)
+SIGMOID = AT_INIT.replace(activation="sigmoid", init="xavier")
+TANH = AT_INIT.replace(activation="tanh", init="xavier")
+RELU = AT_INIT.replace(activation="relu", init="he")
+
+
+def first_layer(trace) -> float:
+    return float(trace.grad_norms[0][0])
+
+
+def first_over_output(trace) -> float:
+    return first_layer(trace) / float(trace.grad_norms[0][-1])
+
+
+def test_derivative_bounds() -> None:
+    bounds = theory.ACTIVATION_DERIVATIVE_BOUND
+    assert (bounds["sigmoid"], bounds["tanh"], bounds["relu"]) == (0.25, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_profile_at_init(framework: str) -> None:
+    # Sigmoid vanishes towards the input; tanh + Glorot and ReLU + He keep
+    # the size within a small factor; ReLU with He x 1.5 is inflated.
+    assert first_over_output(run(SIGMOID, framework)) < 1e-6
+    assert 0.1 < first_over_output(run(TANH, framework)) < 10
+    assert 0.05 < first_over_output(run(RELU, framework)) < 10
+    relu15 = run(RELU.replace(init_scale=1.5), framework)
+    assert first_layer(relu15) > 1e5 * first_layer(run(RELU, framework))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_weight_scale_decides(framework: str) -> None:
+    g1 = first_layer(run(RELU, framework))
+    # About s**2 per layer above He's scale, about s per layer below it.
+    up = (first_layer(run(RELU.replace(init_scale=1.5), framework)) / g1) ** (1 / 20)
+    down = (first_layer(run(RELU.replace(init_scale=0.5), framework)) / g1) ** (1 / 20)
+    assert 1.9 < up < 2.6
+    assert 0.4 < down < 0.6
+    # Tanh with large weights explodes; the sigmoid does not, even at 16x.
+    assert first_layer(run(TANH.replace(init_scale=4.0), framework)) > 100
+    for s in (1.0, 4.0, 16.0):
+        assert first_over_output(run(SIGMOID.replace(init_scale=s), framework)) < 1
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_training_before_and_after(framework: str) -> None:
+    finals = {}
+    for name, spec in (("sigmoid", SIGMOID), ("tanh", TANH), ("relu", RELU)):
+        trace = run(spec.replace(steps=300), framework)
+        assert not trace.diverged, name
+        finals[name] = trace.final_loss()
+    assert finals["sigmoid"] > 0.8  # stalls at the level of predicting the mean
+    assert finals["tanh"] < 0.2 and finals["relu"] < 0.2
+    exploded = run(RELU.replace(steps=300, init_scale=1.5), framework)
+    assert exploded.diverged and exploded.first_nonfinite_step <= 5
