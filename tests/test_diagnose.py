@@ -17,32 +17,7 @@ from explodebook.diagnose import SIGN_NAMES, Thresholds, diagnose
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace, locate_nonfinite
 
-LAYERS = ["dense_1", "output"]
-
-
-def hand_trace(loss, grad_norms=None, weight_norms=None) -> Trace:
-    """A two-layer trace from the given arrays (small grads, constant weights by default)."""
-    loss = np.asarray(loss, dtype=np.float64)
-    n = loss.size
-    grads = np.full((n, 2), 0.5) if grad_norms is None else np.asarray(grad_norms, float)
-    weights = np.full((n, 2), 3.0) if weight_norms is None else np.asarray(weight_norms, float)
-    step, kind, layer = locate_nonfinite(loss, grads, weights, LAYERS)
-    with np.errstate(all="ignore"):
-        total = np.sqrt((grads**2).sum(axis=1))
-    return Trace(
-        spec=RunSpec(steps=max(n, 1)),
-        framework="torch",
-        layers=LAYERS,
-        loss=loss,
-        grad_norm_total=total,
-        grad_norms=grads,
-        clipped_grad_norms=grads,
-        grad_max_abs=grads,
-        weight_norms=weights,
-        first_nonfinite_step=step,
-        first_nonfinite_kind=kind,
-        first_nonfinite_layer=layer,
-    )
+from _traces import LAYERS, hand_trace  # noqa: E402
 
 
 # Real runs, each a few hundred milliseconds at most.

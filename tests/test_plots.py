@@ -22,29 +22,7 @@ from explodebook.backends.torch import run  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import FRAMEWORKS, Trace, locate_nonfinite  # noqa: E402
 
-LAYERS = ["dense_1", "output"]
-
-
-def hand_trace(loss, grad_norms=None, weight_norms=None, framework: str = "torch") -> Trace:
-    loss = np.asarray(loss, dtype=np.float64)
-    n = loss.size
-    grads = np.full((n, 2), 0.5) if grad_norms is None else np.asarray(grad_norms, float)
-    weights = np.full((n, 2), 3.0) if weight_norms is None else np.asarray(weight_norms, float)
-    step, kind, layer = locate_nonfinite(loss, grads, weights, LAYERS)
-    return Trace(
-        spec=RunSpec(steps=max(n, 1)),
-        framework=framework,
-        layers=LAYERS,
-        loss=loss,
-        grad_norm_total=grads.max(axis=1) if n else np.zeros(0),
-        grad_norms=grads,
-        clipped_grad_norms=grads,
-        grad_max_abs=grads,
-        weight_norms=weights,
-        first_nonfinite_step=step,
-        first_nonfinite_kind=kind,
-        first_nonfinite_layer=layer,
-    )
+from _traces import LAYERS, hand_trace  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
