@@ -15,7 +15,7 @@ import pytest
 from explodebook.backends.torch import run
 from explodebook.diagnose import SIGN_NAMES, Thresholds, diagnose
 from explodebook.spec import RunSpec
-from explodebook.trace import Trace, locate_nonfinite
+from explodebook.trace import Trace
 
 from _traces import LAYERS, hand_trace  # noqa: E402
 

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from explodebook import plots  # noqa: E402
 from explodebook.backends.torch import run  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
-from explodebook.trace import FRAMEWORKS, Trace, locate_nonfinite  # noqa: E402
+from explodebook.trace import FRAMEWORKS, Trace  # noqa: E402
 
 from _traces import LAYERS, hand_trace  # noqa: E402
 
