@@ -7,7 +7,8 @@ six signs, and plot them. ``import explodebook`` imports neither framework:
 used.
 
 Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
-``keras``), `diagnose`, `theory`, `plots`, `sweep`, `cache`, `widgets`.
+``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `cache`,
+`widgets`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ __all__ = [
     "theory",
     "sweep",
     "widgets",
+    "outcome",
 ]
 
 __version__ = "0.1.0"
 
 # Submodules that import matplotlib or ipywidgets load on first use, so
 # that `import explodebook` stays light.
-_LAZY = {"plots", "theory", "sweep", "widgets", "cache", "backends", "data", "weights"}
+_LAZY = {
+    "plots", "theory", "sweep", "widgets", "cache", "backends", "data", "weights", "outcome",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,141 @@
+"""Did a run train? One comparable summary row per trace.
+
+The fix chapters and the comparison page ask the same questions of every
+run: did it stay finite, did it learn, how large did the gradient get, how
+long did it take to learn. `outcome` answers them with one definition, so
+that "trained" means the same thing on every page.
+
+"Learned" is judged against the *mean predictor*: a model that always
+outputs the mean training target has a mean squared error equal to the
+target's variance (1/6 on the adding problem, tens of thousands on the
+unscaled regression target). A run has trained when its final loss is below
+``tolerance`` times that (by default a quarter), whatever the scale of the
+target.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from explodebook.data import dataset_for
+from explodebook.spec import RunSpec
+from explodebook.trace import Trace
+
+__all__ = ["Outcome", "outcome", "mean_predictor_loss", "DEFAULT_TOLERANCE"]
+
+#: A run trained when its final loss is below this fraction of the mean
+#: predictor's loss.
+DEFAULT_TOLERANCE = 0.25
+
+# Steps averaged to decide when a run converged: single SGD batches are too
+# noisy to say "the loss is below the line from here on".
+_SMOOTHING = 25
+
+
+class Outcome(NamedTuple):
+    """How one run ended.
+
+    Attributes:
+        framework: ``"torch"`` or ``"keras"``.
+        finite: the run never produced a NaN or infinite value.
+        trained: finite, and the final loss is below ``tolerance`` times
+            the mean predictor's loss.
+        final_loss: `Trace.final_loss` (mean of the last 50 finite steps;
+            for a run that diverged, the steps just before the NaN).
+        relative_loss: ``final_loss / mean_predictor_loss``.
+        max_grad_norm: largest finite global gradient norm (before
+            clipping), NaN if no step was finite.
+        first_nonfinite_step: step (numbered from 0, like a `Trace`'s rows)
+            of the first NaN/inf, or None.
+        steps_to_converge: first step (from 0) from which the mean loss of the last
+            25 steps stays below the trained line to the end; None if it
+            never does (or the run is not trained).
+        steps: steps recorded.
+        wall_time: seconds the training loop took (it varies from machine
+            to machine and run to run, unlike everything else here).
+    """
+
+    framework: str
+    finite: bool
+    trained: bool
+    final_loss: float
+    relative_loss: float
+    max_grad_norm: float
+    first_nonfinite_step: int | None
+    steps_to_converge: int | None
+    steps: int
+    wall_time: float
+
+
+def mean_predictor_loss(spec: RunSpec) -> float:
+    """Mean squared error of always predicting the mean training target.
+
+    Equal to the variance of the spec's training targets: 1/6 on the adding
+    problem (up to sampling), about 1 on ``"regression-scaled"``.
+    """
+    _, y = dataset_for(spec)
+    return float(np.var(y.astype(np.float64)))
+
+
+def outcome(trace: Trace, tolerance: float = DEFAULT_TOLERANCE) -> Outcome:
+    """Summarize a trace as one comparable `Outcome`.
+
+    Args:
+        trace: a finished run.
+        tolerance: the run trained when its final loss is below this
+            fraction of the mean predictor's loss; in (0, 1].
+
+    Returns:
+        the `Outcome`.
+
+    Raises:
+        ValueError: if ``tolerance`` is not in (0, 1].
+    """
+    if not (isinstance(tolerance, (int, float)) and 0 < tolerance <= 1):
+        raise ValueError(f"tolerance={tolerance!r} must be a number in (0, 1]")
+    reference = mean_predictor_loss(trace.spec)
+    line = tolerance * reference
+    finite = trace.first_nonfinite_step is None
+    final = trace.final_loss()
+    trained = finite and math.isfinite(final) and final < line
+
+    norms = np.asarray(trace.grad_norm_total, dtype=np.float64)
+    norms = norms[np.isfinite(norms)]
+    max_norm = float(norms.max()) if norms.size else float("nan")
+
+    return Outcome(
+        framework=trace.framework,
+        finite=finite,
+        trained=trained,
+        final_loss=final,
+        relative_loss=final / reference,
+        max_grad_norm=max_norm,
+        first_nonfinite_step=trace.first_nonfinite_step,
+        steps_to_converge=_steps_to_converge(trace.loss, line) if trained else None,
+        steps=len(trace.loss),
+        wall_time=float(trace.wall_time),
+    )
+
+
+def _steps_to_converge(loss: np.ndarray, line: float) -> int | None:
+    """First step from which the trailing mean loss stays below ``line``.
+
+    Steps are numbered like a `Trace`'s rows, from 0. The trailing mean at
+    step s averages steps s - 24 .. s; a run shorter than the window is
+    judged by its overall mean, at its last step.
+    """
+    loss = np.asarray(loss, dtype=np.float64)
+    window = min(_SMOOTHING, loss.size)
+    # smooth[k] averages steps k .. k + window - 1: the trailing mean at
+    # step k + window - 1.
+    smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+    above = np.flatnonzero(~(smooth < line))
+    if above.size == 0:
+        return window - 1
+    last = int(above[-1])
+    if last == smooth.size - 1:
+        return None
+    return last + window
