@@ -16,7 +16,8 @@ target.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -24,7 +25,17 @@ from explodebook.data import dataset_for
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 
-__all__ = ["Outcome", "outcome", "mean_predictor_loss", "DEFAULT_TOLERANCE"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Outcome",
+    "outcome",
+    "outcome_table",
+    "describe_change",
+    "mean_predictor_loss",
+    "DEFAULT_TOLERANCE",
+]
 
 #: A run trained when its final loss is below this fraction of the mean
 #: predictor's loss.
@@ -139,3 +150,72 @@ def _steps_to_converge(loss: np.ndarray, line: float) -> int | None:
     if last == smooth.size - 1:
         return None
     return last + window
+
+
+def describe_change(change: Mapping[str, Any]) -> str:
+    """A spec change as the keyword arguments a reader would type.
+
+    ``{"cell": "lstm", "l2": 0.01}`` becomes ``"cell='lstm', l2=0.01"``;
+    an empty change is ``"(none)"``.
+    """
+    if not change:
+        return "(none)"
+    return ", ".join(f"{key}={value!r}" for key, value in change.items())
+
+
+def outcome_table(
+    base: RunSpec,
+    variants: Mapping[str, Mapping[str, Any] | None],
+    frameworks: Sequence[str] = ("torch", "keras"),
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> pd.DataFrame:
+    """Run every variant of ``base`` in every framework; one row per variant.
+
+    Args:
+        base: the failing baseline.
+        variants: row name -> the fields to change in ``base`` (``{}`` for
+            the baseline itself). ``None`` marks a variant that does not
+            apply to this baseline: its row is kept, with empty cells, so a
+            table of fixes shows the gap instead of hiding it.
+        frameworks: which frameworks to run, each through the cache of
+            `explodebook.run`.
+        tolerance: see `outcome`.
+
+    Returns:
+        a DataFrame indexed by variant name, with a ``change`` column (the
+        spec change, `describe_change`) and, for each framework ``fw``, the
+        columns ``(fw, field)`` for every `Outcome` field but
+        ``framework``; the ``Outcome`` objects themselves are in
+        ``df.attrs["outcomes"][name][fw]``.
+
+    Raises:
+        explodebook.SpecError: if a variant names a bad field or value (the
+            message says which variant).
+    """
+    import pandas as pd
+
+    from explodebook import run
+    from explodebook.spec import SpecError
+
+    fields = [f for f in Outcome._fields if f != "framework"]
+    columns = pd.MultiIndex.from_tuples(
+        [("", "change")] + [(fw, f) for fw in frameworks for f in fields]
+    )
+    rows: list[list[Any]] = []
+    outcomes: dict[str, dict[str, Outcome]] = {}
+    for name, change in variants.items():
+        if change is None:
+            rows.append(["(does not apply)"] + [None] * (len(columns) - 1))
+            continue
+        try:
+            spec = base.replace(**change)
+        except (SpecError, TypeError) as err:
+            raise SpecError(f"variant {name!r}: {err}") from err
+        outcomes[name] = {fw: outcome(run(spec, fw), tolerance) for fw in frameworks}
+        row: list[Any] = [describe_change(change)]
+        for fw in frameworks:
+            row += [getattr(outcomes[name][fw], f) for f in fields]
+        rows.append(row)
+    table = pd.DataFrame(rows, index=list(variants), columns=columns)
+    table.attrs["outcomes"] = outcomes
+    return table

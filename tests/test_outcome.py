@@ -80,3 +80,37 @@ def test_classic_run_fails_and_clipped_run_trains_in_both_frameworks():
         assert clipped.trained, (fw, clipped)
         assert clipped.steps_to_converge is not None
         assert clipped.relative_loss < DEFAULT_TOLERANCE
+
+
+def test_describe_change_reads_like_keyword_arguments():
+    from explodebook.outcome import describe_change
+
+    assert describe_change({}) == "(none)"
+    assert describe_change({"cell": "lstm", "l2": 0.01}) == "cell='lstm', l2=0.01"
+
+
+def test_outcome_table_has_a_row_per_variant_and_keeps_gaps():
+    from explodebook.outcome import outcome_table
+
+    base = RunSpec(steps=60)
+    table = outcome_table(
+        base, {"baseline": {}, "clipped": {"global_clipnorm": 1.0}, "lstm": None}, ("torch",)
+    )
+    assert list(table.index) == ["baseline", "clipped", "lstm"]
+    assert table.loc["clipped", ("", "change")] == "global_clipnorm=1.0"
+    assert not table.loc["baseline", ("torch", "finite")]
+    assert table.loc["baseline", ("torch", "first_nonfinite_step")] == 8
+    assert table.loc["clipped", ("torch", "finite")]
+    assert table.loc["lstm", ("", "change")] == "(does not apply)"
+    assert table.loc["lstm", ("torch", "trained")] is None
+    assert table.attrs["outcomes"]["clipped"]["torch"].framework == "torch"
+
+
+def test_outcome_table_names_the_bad_variant():
+    from explodebook import SpecError
+    from explodebook.outcome import outcome_table
+
+    with pytest.raises(SpecError, match="variant 'oops'.*learning_rate"):
+        outcome_table(RunSpec(steps=5), {"oops": {"learning_rate": -1.0}}, ("torch",))
+    with pytest.raises(SpecError, match="variant 'typo'"):
+        outcome_table(RunSpec(steps=5), {"typo": {"learnig_rate": 0.1}}, ("torch",))
