@@ -11,10 +11,11 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv book test test-fast lab bench clean
+.PHONY: help venv book book-student test test-fast lab bench clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
+	@echo "make book-student  the same book without exercise solutions, into _build/student/_build/html"
 	@echo "make test       run the test suite, including a full book build"
 	@echo "make test-fast  the test suite without the book build"
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
@@ -35,6 +36,14 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# The student edition: _config.yml with every exercise solution removed,
+# sharing the full edition's execution cache (nothing runs twice).
+book-student: $(STAMP)
+	$(BIN)/python -m explodebook.coursework student-config --output _build/student_config.yml
+	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/student_config.yml --path-output _build/student
+	@echo
+	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
 
 test: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest
