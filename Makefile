@@ -11,7 +11,7 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv book book-student test test-fast lab bench clean
+.PHONY: help venv assets book book-student test test-fast lab bench clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
@@ -32,20 +32,24 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-book: $(STAMP)
+# MathJax and the widget JavaScript, served by the book itself (no CDN).
+assets: $(STAMP)
+	$(BIN)/python -m explodebook.assets _vendor
+
+book: assets
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # The student edition: _config.yml with every exercise solution removed,
 # sharing the full edition's execution cache (nothing runs twice).
-book-student: $(STAMP)
+book-student: assets
 	$(BIN)/python -m explodebook.coursework student-config --output _build/student_config.yml
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/student_config.yml --path-output _build/student
 	@echo
 	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
 
-test: $(STAMP)
+test: assets
 	MPLBACKEND=agg $(BIN)/python -m pytest
 
 test-fast: $(STAMP)
@@ -58,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf _build
+	rm -rf _build _vendor

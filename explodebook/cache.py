@@ -33,7 +33,7 @@ _misses = 0
 
 
 class CacheInfo(NamedTuple):
-    """Counters of the run cache, as `functools.lru_cache` reports them."""
+    """Counters of the run cache, as ``functools.lru_cache`` reports them."""
 
     hits: int
     misses: int

@@ -99,7 +99,7 @@ def adding_problem(seq_len: int, n: int = ADDING_TRAIN_SIZE, seed: int = 1) -> D
 
 
 def dataset_for(spec: RunSpec) -> Dataset:
-    """The training set a spec trains on (see `RunSpec.task`)."""
+    """The training set a spec trains on (see ``RunSpec.task``)."""
     if spec.task == "adding":
         return adding_problem(spec.seq_len, seed=spec.seed)
     return regression(seed=spec.seed, scaled=spec.task == "regression-scaled")

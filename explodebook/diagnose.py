@@ -1,4 +1,4 @@
-"""`diagnose(trace)`: the source article's six signs of exploding gradients.
+"""``diagnose(trace)``: the source article's six signs of exploding gradients.
 
 The article lists three *subtle* signs that should make you dig deeper
 (poor loss, unstable loss, NaN loss) and three *less subtle* signs that

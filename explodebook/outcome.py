@@ -189,7 +189,7 @@ def outcome_table(
         ``df.attrs["outcomes"][name][fw]``.
 
     Raises:
-        explodebook.SpecError: if a variant names a bad field or value (the
+        explodebook.spec.SpecError: if a variant names a bad field or value (the
             message says which variant).
     """
     import pandas as pd

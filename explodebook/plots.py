@@ -288,7 +288,7 @@ def weight_norms(
         ax: where to draw; a new figure if ``None``.
         title: the finding to state; a descriptive default if ``None``.
         relative: divide each layer by its first finite, positive norm, so
-            the lines show growth factors (what `diagnose`'s
+            the lines show growth factors (what `explodebook.diagnose.diagnose`'s
             ``growing_weights`` sign measures) and start at 1.
         legend: whether to name the layers.
 

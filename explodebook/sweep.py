@@ -189,7 +189,7 @@ class Scrubber:
     """Pre-rendered frames behind a slider; displays as self-contained HTML.
 
     Build one with `scrubber` or `sweep_scrubber`. In a notebook or a
-    Jupyter Book page it shows through `_repr_html_`; `save` writes a
+    Jupyter Book page it shows through ``_repr_html_``; `save` writes a
     standalone page. The HTML is a pure function of the frames and labels,
     so the same build produces the same page.
 
@@ -230,7 +230,7 @@ class Scrubber:
 
     @property
     def key(self) -> str:
-        """Short hash of the content: the page id, the same in every build."""
+        """A short hash of the content, the page id (the same in every build)."""
         digest = hashlib.sha256()
         header = json.dumps([self.title, self.start, self.name, self.labels])
         digest.update(header.encode())

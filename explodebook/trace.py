@@ -118,7 +118,7 @@ class Trace:
 
     @property
     def label(self) -> str:
-        """Short label for legends: the framework's display name."""
+        """The framework's display name, as a short label for legends."""
         return {"torch": "PyTorch", "keras": "Keras"}[self.framework]
 
     def final_loss(self, window: int = 50) -> float:

@@ -29,7 +29,7 @@ def student_config(config: dict[str, Any], cache_dir: str | Path) -> dict[str, A
             executed again for the other.
 
     Returns:
-        a new configuration: the same, except that
+        A new configuration, the same except that
 
         - sphinx-exercise's ``hide_solutions`` is on: every ``solution``
           directive is dropped from the output, its text included;
