@@ -8,7 +8,7 @@ used.
 
 Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
 ``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `cache`,
-`widgets`.
+`widgets`, `monitor` (``torch``, ``keras``: watch your own model).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = [
     "sweep",
     "widgets",
     "outcome",
+    "monitor",
 ]
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 # that `import explodebook` stays light.
 _LAZY = {
     "plots", "theory", "sweep", "widgets", "cache", "backends", "data", "weights", "outcome",
+    "monitor",
 }
 
 

@@ -12,39 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part.get("chapters", [])]
-    return files
-
-
-@pytest.fixture(scope="module")
-def build() -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline figures
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # stale reports of an earlier failed build would fail the check below
-    shutil.rmtree(ROOT / "_build" / "html" / "reports", ignore_errors=True)
-    # `make book` fetches the book's JavaScript first; so does this test, so
-    # that plain `pytest` works too (a no-op when it is there already).
-    from explodebook.assets import install
-
-    install(ROOT / "_vendor")
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3000,
-    )
+from conftest import ROOT, toc_files
 
 
 @pytest.mark.book

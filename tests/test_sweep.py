@@ -33,7 +33,6 @@ from explodebook.sweep import Scrubber, Sweep, scrubber, sweep, sweep_scrubber  
 from explodebook.trace import Trace  # noqa: E402
 
 TINY = RunSpec(steps=20, width=8)
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(autouse=True)
@@ -257,29 +256,11 @@ def test_sweep_scrubber_labels_frames_and_starts_at_the_base_value(tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Any]:
-    """A headless Chromium page (Debian's chromium, driven by playwright)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no browser at {CHROMIUM} (Debian package 'chromium' not installed)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the Python package 'playwright' is not installed")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            # No background traffic: the machine has no network.
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield browser.new_page()
-        browser.close()
+def page(browser: Any) -> Iterator[Any]:
+    """A page of the shared headless browser."""
+    page = browser.new_page()
+    yield page
+    page.close()
 
 
 def _src(page: Any, n: int = 0) -> str:

@@ -1,0 +1,403 @@
+"""`GradientMonitor`: per-layer gradient and weight norms of any PyTorch model.
+
+Attach it to the ``nn.Module`` you already have and to its optimizer, and
+keep your training loop as it is::
+
+    monitor = GradientMonitor(model, optimizer, loss_fn=loss_fn)
+    for x, y in loader:                       # your loop, unchanged
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)   # if you clip
+        optimizer.step()
+    monitor.close()
+    trace = monitor.trace()                   # an explodebook.Trace
+    explodebook.diagnose(trace)
+
+How it sees each step without changing the loop:
+
+- at the end of every ``backward()`` (a ``register_post_accumulate_grad_hook``
+  on the first and last parameters queues one callback that runs when the
+  backward pass ends) it takes the gradient norms *before* clipping and the
+  weight norms;
+- just before ``optimizer.step()`` (``register_step_pre_hook``) it commits
+  the step; if a gradient changed in between (clipping works in place, which
+  bumps the tensor's version counter) it also takes the norms *after*
+  clipping: what the optimizer actually applies;
+- the loss comes from a forward hook on ``loss_fn`` (an ``nn.Module`` such
+  as ``nn.MSELoss()``; only calls whose output requires a gradient count, so
+  validation losses under ``torch.no_grad()`` are ignored), or from
+  ``monitor.log_loss(loss)`` anywhere in the step.
+
+Without an optimizer the monitor is manual: call ``monitor.record(loss)``
+after ``loss.backward()`` and before clipping, and, if you clip,
+``monitor.record_clipped()`` after clipping.
+
+One step is one ``optimizer.step()``. With gradient accumulation (several
+``backward()`` calls per step) the norms are those of the accumulated
+gradients the optimizer applies, and the loss is the last one seen (log the
+step's loss with `log_loss` if you want another). With a ``GradScaler``
+(mixed precision) the monitor sees scaled gradients before ``unscale_``,
+and steps the scaler skips are not recorded; it is not meant for that case.
+All parameters must be on one device.
+
+Cost: per step, three fused ``torch._foreach_norm`` calls (float64 L2 norms
+of all gradients and weights; largest gradient element), a fourth after
+clipping, and a few small tensor ops. The results stay on the device as
+tensors (no synchronisation, no ``.item()``) until `trace` is called; every
+`CHUNK` steps they are stacked into one tensor to keep memory small. The
+same design as the backends' ``LayerRecorder``
+(`explodebook.backends.torch`); `explodebook.monitor.assemble_trace`
+turns the record into a `Trace`, the same way for both frameworks.
+
+Layers are the modules that directly own trainable parameters, named by
+their qualified names (``model.named_modules()``), in registration order,
+which for ``nn.Sequential`` and most models is input to output. The trace's
+first-non-finite layer follows `explodebook.trace.locate_nonfinite`: for
+weights the first non-finite layer in that order, for gradients the last
+(backpropagation meets it first); ``trace.extra["first_nonfinite_parameter"]``
+names the parameter as well.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from explodebook.monitor import assemble_trace
+from explodebook.spec import RunSpec
+from explodebook.trace import Trace
+
+__all__ = ["GradientMonitor", "layer_groups", "CHUNK"]
+
+#: Steps kept as lists of small tensors before they are stacked into one.
+CHUNK = 256
+
+
+def layer_groups(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Trainable parameters grouped by the module that directly owns them.
+
+    Args:
+        model: any ``nn.Module``.
+
+    Returns:
+        ``{layer name: [(parameter name, parameter), ...]}`` in
+        ``named_modules()`` order; layer names are qualified module names
+        (the model's own parameters go under its class name), parameter
+        names are qualified too (``"0.weight"``). A parameter shared by two
+        modules is listed once, under the first. Frozen parameters
+        (``requires_grad=False``) are left out.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"GradientMonitor needs a torch.nn.Module, got {type(model).__name__}"
+        )
+    groups: dict[str, list[tuple[str, nn.Parameter]]] = {}
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        layer = module_name or type(model).__name__
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{module_name}.{name}" if module_name else name
+            groups.setdefault(layer, []).append((full, p))
+    if not groups:
+        raise ValueError(
+            f"{type(model).__name__} has no trainable parameters to monitor "
+            "(none with requires_grad=True)"
+        )
+    return groups
+
+
+class GradientMonitor:
+    """Record per-layer gradient and weight norms of a PyTorch model.
+
+    Args:
+        model: the ``nn.Module`` to watch.
+        optimizer: its ``torch.optim.Optimizer``. Given, the monitor hooks
+            the backward pass and ``optimizer.step()`` and your loop needs
+            no change; ``None`` makes it manual (`record`).
+        loss_fn: an ``nn.Module`` loss (``nn.MSELoss()``, ...) to take the
+            loss from, with a forward hook; otherwise call `log_loss` (hook
+            mode) or pass the loss to `record` (manual mode).
+        spec: the `RunSpec` the trace should carry. A model of your own has
+            none, so by default the trace carries a placeholder,
+            ``RunSpec(steps=<steps recorded>)``, and
+            ``trace.extra["spec"] == "placeholder"``: only its ``steps``
+            means anything. Pass a spec when you rebuilt one of the book's
+            runs.
+
+    Use it as a context manager, or call `close`, to remove the hooks;
+    `trace` works before and after.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        *,
+        loss_fn: nn.Module | None = None,
+        spec: RunSpec | None = None,
+    ) -> None:
+        groups = layer_groups(model)
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if loss_fn is not None and not isinstance(loss_fn, nn.Module):
+            raise TypeError(
+                "loss_fn must be an nn.Module (such as nn.MSELoss()) so that the "
+                f"monitor can hook it, got {type(loss_fn).__name__}; with a plain "
+                "function, call monitor.log_loss(loss) in your loop instead"
+            )
+        if spec is not None and not isinstance(spec, RunSpec):
+            raise TypeError(f"spec must be a RunSpec or None, got {type(spec).__name__}")
+        self.model_name = type(model).__name__
+        self.spec = spec
+        self.layers = list(groups)
+        self.parameter_names = [name for group in groups.values() for name, _ in group]
+        self.params = [p for group in groups.values() for _, p in group]
+        self.owner = np.array([i for i, group in enumerate(groups.values()) for _ in group])
+        self.hooked = optimizer is not None
+        # A stand-in for a gradient that is None (a parameter the loss did
+        # not reach): norm 0, largest element 0.
+        self._no_grad = [torch.zeros(1, dtype=p.dtype, device=p.device) for p in self.params]
+
+        # Per step, 0-d tensors kept apart by dtype (stacking tensors of
+        # mixed dtypes is several times slower): the loss; 3P float64 L2
+        # norms (gradients, weights, gradients after clipping); P largest
+        # gradient elements in the parameters' dtype.
+        self._steps: list[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = []
+        self._chunks: list[torch.Tensor] = []  # (k, 1 + 4P) float64
+        self._loss_missing: list[bool] = []
+        self._pending_loss: torch.Tensor | None = None
+        self._snapshot: tuple[list[torch.Tensor], list[Any]] | None = None
+        self._queued = False
+        self._start: float | None = None
+        self._elapsed = 0.0
+        self._last = 0.0
+        self._handles: list[Any] = []
+        if self.hooked:
+            # Two hooks (one parameter at each end of the model) are enough
+            # to learn that a backward pass is running; a hook per parameter
+            # would cost a Python call per parameter per step. Should neither
+            # receive a gradient in some step, the step hook takes the norms.
+            for p in {id(q): q for q in (self.params[0], self.params[-1])}.values():
+                self._handles.append(p.register_post_accumulate_grad_hook(self._on_grad))
+            self._handles.append(optimizer.register_step_pre_hook(self._on_step))
+        if loss_fn is not None:
+            self._handles.append(loss_fn.register_forward_hook(self._on_loss))
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def steps_recorded(self) -> int:
+        """Number of steps recorded so far."""
+        return len(self._loss_missing)
+
+    def log_loss(self, loss: torch.Tensor | float) -> None:
+        """Give the monitor the loss of the current step (hook mode).
+
+        Call it anywhere between one ``optimizer.step()`` and the next; the
+        last value given before the step is recorded. Cheap: the tensor is
+        kept, not read.
+        """
+        self._pending_loss = self._as_loss(loss)
+
+    @torch.no_grad()
+    def record(self, loss: torch.Tensor | float) -> None:
+        """Record one step (manual mode): call after ``backward()``, before clipping.
+
+        In hook mode (an optimizer was given) the step is recorded by the
+        hooks, and this only logs the loss, like `log_loss`.
+        """
+        if self.hooked:
+            self.log_loss(loss)
+            return
+        self._tick()
+        norms = self._norms(self._grads()[0])
+        self._commit(self._as_loss(loss), norms, norms[: len(self.params)])
+
+    @torch.no_grad()
+    def record_clipped(self) -> None:
+        """Record the gradient norms after clipping of the last step (manual mode)."""
+        if self.hooked:
+            raise RuntimeError(
+                "record_clipped() is for manual mode; with an optimizer the monitor "
+                "sees clipping by itself"
+            )
+        if not self._steps:
+            raise RuntimeError("record_clipped() needs a step: call record(loss) first")
+        grads, _ = self._grads()
+        clipped = torch._foreach_norm(grads, 2, dtype=torch.float64)
+        P = len(self.params)
+        self._steps[-1][1][2 * P :] = clipped
+
+    def close(self) -> None:
+        """Remove every hook. Idempotent; the recorded steps are kept."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> GradientMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def reset(self) -> None:
+        """Forget the recorded steps (the hooks stay)."""
+        self._steps, self._chunks, self._loss_missing = [], [], []
+        self._pending_loss, self._snapshot, self._start, self._elapsed = None, None, None, 0.0
+
+    def trace(self) -> Trace:
+        """The recorded steps as a `Trace` (framework ``"torch"``).
+
+        Reads the values from the device once. Raises ``ValueError`` if no
+        step was recorded, or if a step has no loss (give ``loss_fn`` or
+        call `log_loss`).
+        """
+        n = self.steps_recorded
+        if n == 0:
+            raise ValueError(
+                "the monitor recorded no step: with an optimizer, run "
+                "loss.backward() and optimizer.step(); without one, call "
+                "monitor.record(loss) after loss.backward()"
+            )
+        if any(self._loss_missing):
+            first = self._loss_missing.index(True)
+            raise ValueError(
+                f"step {first} has no loss: pass loss_fn=<your nn.Module loss> to "
+                "GradientMonitor, or call monitor.log_loss(loss) before optimizer.step()"
+            )
+        return assemble_trace(
+            self._values(),
+            framework="torch",
+            layers=self.layers,
+            owner=self.owner,
+            parameter_names=self.parameter_names,
+            spec=self.spec,
+            wall_time=self._elapsed,
+            extra={"source": "explodebook.monitor.torch", "model": self.model_name},
+        )
+
+    def __repr__(self) -> str:
+        mode = "manual" if not self.hooked else ("hooked" if self._handles else "closed")
+        return (
+            f"<GradientMonitor {self.model_name}: {len(self.layers)} layers, "
+            f"{len(self.params)} parameters, {self.steps_recorded} steps, {mode}>"
+        )
+
+    # -- hooks --------------------------------------------------------------
+
+    def _on_grad(self, param: torch.Tensor) -> None:
+        # Called once per parameter per backward pass; queue one callback
+        # that runs when the whole backward pass has finished.
+        if not self._queued:
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._on_backward_end)
+
+    @torch.no_grad()
+    def _on_backward_end(self) -> None:
+        self._queued = False
+        grads, versions = self._grads()
+        self._snapshot = (self._norms(grads), list(zip(grads, versions)))
+
+    @torch.no_grad()
+    def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._queued = False  # in case a backward pass failed half-way
+        self._tick()
+        grads, versions = self._grads()
+        P = len(self.params)
+        if self._snapshot is None:  # no backward pass seen: gradients set by hand
+            norms = self._norms(grads)
+            clipped = norms[:P]
+        else:
+            norms, before = self._snapshot
+            changed = any(
+                g is not g0 or v != v0 for (g0, v0), g, v in zip(before, grads, versions)
+            )
+            clipped = torch._foreach_norm(grads, 2, dtype=torch.float64) if changed else norms[:P]
+        self._commit(self._pending_loss, norms, clipped)
+        self._snapshot = None
+        self._pending_loss = None
+
+    def _on_loss(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.requires_grad and output.numel() == 1:
+            self._pending_loss = self._as_loss(output)
+
+    # -- internals ----------------------------------------------------------
+
+    def _grads(self) -> tuple[list[torch.Tensor], list[int]]:
+        grads = [
+            p.grad if p.grad is not None else z for p, z in zip(self.params, self._no_grad)
+        ]
+        return grads, [g._version for g in grads]
+
+    def _norms(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        # 3P 0-d float64 tensors: gradient L2 norms, weight L2 norms, largest
+        # |gradient element|. float64 L2 norms: a norm is finite exactly when
+        # every element is (float32 squares of ~1e19 overflow).
+        l2 = torch._foreach_norm(grads + self.params, 2, dtype=torch.float64)
+        # The largest element is exact in the parameters' own dtype; the
+        # stack in `_stack` promotes it to float64.
+        largest = torch._foreach_norm(grads, float("inf"))
+        return list(l2) + list(largest)
+
+    @staticmethod
+    def _as_loss(loss: torch.Tensor | float) -> torch.Tensor:
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(
+                    f"the loss must be a single number, got a tensor of shape {tuple(loss.shape)}"
+                )
+            loss = loss.detach()  # cast to float64 in bulk, by `_stack`
+            return loss if loss.dim() == 0 else loss.reshape(())
+        try:
+            return torch.tensor(float(loss), dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"the loss must be a tensor or a number, got {type(loss).__name__}"
+            ) from None
+
+    def _commit(
+        self, loss: torch.Tensor | None, norms: list[torch.Tensor], clipped: Any
+    ) -> None:
+        if len(self._steps) >= CHUNK:
+            self._chunks.append(self._stack(self._steps))
+            self._steps = []
+        self._loss_missing.append(loss is None)
+        if loss is None:
+            loss = torch.tensor(float("nan"), dtype=torch.float64)
+        elif loss.device != norms[0].device:
+            loss = loss.to(norms[0].device)
+        P = len(self.params)
+        self._steps.append((loss, [*norms[: 2 * P], *clipped], norms[2 * P :]))
+
+    def _stack(self, steps: list[tuple[Any, ...]]) -> torch.Tensor:
+        # (k, 1 + 4P) float64 in the layout of `assemble_trace`: three
+        # stacks of many 0-d tensors each (stack promotes mixed dtypes).
+        P, k = len(self.params), len(steps)
+        loss = torch.stack([row[0] for row in steps]).to(torch.float64).reshape(k, 1)
+        l2 = torch.stack([v for row in steps for v in row[1]]).to(torch.float64).reshape(k, 3 * P)
+        largest = torch.stack([v for row in steps for v in row[2]]).to(torch.float64).reshape(k, P)
+        return torch.cat([loss, l2[:, : 2 * P], largest, l2[:, 2 * P :]], dim=1)
+
+    def _values(self) -> np.ndarray:
+        parts = self._chunks + ([self._stack(self._steps)] if self._steps else [])
+        return torch.cat(parts).cpu().numpy().astype(np.float64)
+
+    def _tick(self) -> None:
+        # wall_time: from the first recorded step to the last one.
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        else:
+            self._elapsed += now - self._last
+        self._last = now
+
