@@ -8,7 +8,8 @@ used.
 
 Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
 ``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `cache`,
-`widgets`, `monitor` (``torch``, ``keras``: watch your own model).
+`widgets`, `monitor` (``torch``, ``keras``: watch your own model),
+`timesteps` (gradient per input time step of an RNN).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "widgets",
     "outcome",
     "monitor",
+    "timesteps",
 ]
 
 __version__ = "0.1.0"
@@ -44,7 +46,7 @@ __version__ = "0.1.0"
 # that `import explodebook` stays light.
 _LAZY = {
     "plots", "theory", "sweep", "widgets", "cache", "backends", "data", "weights", "outcome",
-    "monitor",
+    "monitor", "timesteps",
 }
 
 

@@ -1,0 +1,77 @@
+"""Chapter 6's conclusions (LSTM networks), pinned through the package.
+
+The chapter's prose states these, in both frameworks; if a change to the
+package made one false, the prose would be wrong, so this fails first.
+Bounds are generous: they pin the conclusion, not the float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explodebook import RunSpec, run
+from explodebook.timesteps import input_gradient_norms
+
+FRAMEWORKS = ("torch", "keras")
+BASELINE = 1 / 6  # always answering 1.0 on the adding problem
+
+FAILING = RunSpec(model="rnn", cell="simple", width=32, seq_len=50, init="orthogonal",
+                  init_scale=2.0, learning_rate=0.1, steps=200)  # fmt: skip
+ADDING = RunSpec(model="rnn", width=32, init="xavier", optimizer="adam",
+                 learning_rate=0.01, steps=400, seq_len=20)  # fmt: skip
+LONG_LSTM = RunSpec(model="rnn", cell="lstm", width=32, seq_len=150, init="orthogonal",
+                    init_scale=4.0, steps=40)  # fmt: skip
+
+
+def reach(spec: RunSpec, framework: str) -> float:
+    """Gradient at the first input over gradient at the last."""
+    norms = input_gradient_norms(spec, framework)
+    return float(norms[0] / norms[-1])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_lstm_fixes_the_failing_baseline(framework: str) -> None:
+    simple = run(FAILING, framework)
+    lstm = run(FAILING.replace(cell="lstm"), framework)
+    assert simple.diverged and 10 <= simple.first_nonfinite_step <= 100
+    assert not lstm.diverged and lstm.steps_run == FAILING.steps
+    assert simple.grad_norm_total[0] > 100 * lstm.grad_norm_total[0]
+    assert lstm.grad_norm_total.max() < 100
+    # ...but it does not learn the task with SGD at this budget.
+    assert lstm.final_loss() > BASELINE
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_how_far_back_the_gradient_reaches(framework: str) -> None:
+    xavier = RunSpec(model="rnn", width=32, seq_len=80, init="xavier")
+    gain2 = xavier.replace(init="orthogonal", init_scale=2.0)
+    assert reach(xavier, framework) < 1e-4  # simple RNN: vanishes
+    assert reach(xavier.replace(cell="lstm"), framework) > 0.02  # LSTM: reaches back
+    assert reach(xavier.replace(cell="gru"), framework) < 1e-6  # GRU at init: vanishes
+    assert reach(gain2, framework) > 1e3  # simple RNN, gain 2: explodes
+    assert 0.1 < reach(gain2.replace(cell="lstm"), framework) < 100  # LSTM: contained
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_gated_cells_learn_longer_sequences(framework: str) -> None:
+    final = {cell: run(ADDING.replace(cell=cell), framework).final_loss()
+             for cell in ("simple", "lstm", "gru")}  # fmt: skip
+    assert final["simple"] > 0.8 * BASELINE
+    assert final["lstm"] < 0.1 * BASELINE
+    assert final["gru"] < 0.1 * BASELINE
+    assert run(ADDING.replace(seq_len=10), framework).final_loss() < 0.3 * BASELINE
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_lstms_can_still_explode(framework: str) -> None:
+    assert reach(LONG_LSTM, framework) > 100
+    assert reach(LONG_LSTM.replace(init_scale=1.0), framework) < 0.1
+    plain = run(LONG_LSTM, framework)
+    clipped = run(LONG_LSTM.replace(global_clipnorm=1.0), framework)
+    assert not plain.diverged and not clipped.diverged
+    assert plain.grad_norm_total[0] > 1000
+    weights = plain.weight_norms[:, 0]
+    assert weights.max() > 5 * weights[0]
+    clipped_weights = clipped.weight_norms[:, 0]
+    assert np.all(clipped_weights < 1.1 * clipped_weights[0])
