@@ -1,0 +1,174 @@
+"""Chapter 4's conclusions (re-design the network), pinned through the package.
+
+The chapter's prose states these, in both frameworks; if a change to the
+package made one false, the prose would be wrong, so this fails first.
+Bounds are generous: they pin the conclusion, not the float.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explodebook import RunSpec, run
+
+FRAMEWORKS = ("torch", "keras")
+DEEP = RunSpec(depth=10, width=32, init_scale=1.2, task="regression-scaled", steps=300)
+CLASSIC = RunSpec()
+TBPTT = RunSpec(model="rnn", width=32, seq_len=50, init="orthogonal", init_scale=2.0, steps=100)
+LEARNABLE = RunSpec(
+    model="rnn", width=32, seq_len=10, init="xavier", optimizer="adam", learning_rate=0.01,
+    steps=500,
+)  # fmt: skip
+BASELINE = 1 / 6  # the adding problem: always answering 1.0
+
+
+# -- fewer layers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_gradient_gain_of_s_1_2_grows_by_about_s_squared_per_layer(framework: str) -> None:
+    depths = [1, 2, 4, 6, 10]
+    at_init = DEEP.replace(steps=1)
+
+    def gain(depth: int) -> float:
+        ratios = [
+            run(at_init.replace(depth=depth, seed=s), framework).grad_norm_total[0]
+            / run(at_init.replace(depth=depth, seed=s, init_scale=1.0), framework).grad_norm_total[0]
+            for s in (1, 2)
+        ]
+        return float(np.exp(np.mean(np.log(ratios))))
+
+    gains = np.array([gain(d) for d in depths])
+    assert np.all(np.diff(gains) > 0)  # every layer added multiplies it
+    rate = float(np.exp(np.polyfit(depths, np.log(gains), 1)[0]))
+    assert 1.3 < rate < 1.6  # about 1.2**2 = 1.44
+    assert gains[-1] > 10 * gains[1]  # 10 layers against 2
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_shallow_networks_train_and_deep_ones_diverge(framework: str) -> None:
+    for depth in (1, 2, 3, 4):
+        trace = run(DEEP.replace(depth=depth), framework)
+        assert not trace.diverged and trace.final_loss() < 0.5, depth
+    fifth = run(DEEP.replace(depth=5), framework)  # neither diverges nor learns
+    assert not fifth.diverged and fifth.final_loss() > 0.5
+    for depth in (6, 8, 10):
+        assert run(DEEP.replace(depth=depth), framework).first_nonfinite_step <= 10, depth
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_classic_explodes_without_depth_and_trains_on_a_scaled_target(framework: str) -> None:
+    assert run(CLASSIC, framework).first_nonfinite_step == 8
+    assert run(CLASSIC.replace(depth=2), framework).diverged
+    scaled = run(CLASSIC.replace(task="regression-scaled"), framework)
+    assert not scaled.diverged and scaled.final_loss() < 0.05
+
+
+# -- batch size ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_smaller_batches_give_noisier_and_larger_gradients(framework: str) -> None:
+    probe = CLASSIC.replace(learning_rate=1e-12, steps=200)
+    rms = {}
+    for b in (1, 32, 500):
+        norms = run(probe.replace(batch_size=b), framework).grad_norm_total
+        rms[b] = float(np.sqrt(np.mean(norms**2)))
+        if b == 500:
+            assert np.ptp(norms) < 1e-3 * norms.mean()  # the full batch: no noise
+    assert rms[1] > 2 * rms[32] > 2 * rms[500]
+    assert rms[1] > 4 * rms[500]
+
+
+def test_batch_noise_follows_the_sampling_formula() -> None:
+    per_sample = run(CLASSIC.replace(learning_rate=1e-12, batch_size=1, steps=500)).grad_norm_total
+    full = run(CLASSIC.replace(learning_rate=1e-12, batch_size=500, steps=1)).grad_norm_total[0]
+    sigma2 = np.mean(per_sample**2) - full**2
+    n = 500
+    for b in (8, 32, 128):
+        measured = run(CLASSIC.replace(learning_rate=1e-12, batch_size=b, steps=200)).grad_norm_total
+        predicted = np.sqrt(full**2 + sigma2 / b * (n - b) / (n - 1))
+        assert 0.8 < np.sqrt(np.mean(measured**2)) / predicted < 1.25, b
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_every_batch_size_diverges_and_small_ones_first(framework: str) -> None:
+    steps = [run(CLASSIC.replace(batch_size=b), framework).first_nonfinite_step for b in (1, 32, 500)]
+    assert all(s is not None for s in steps)
+    assert steps[0] < steps[1] < steps[2] < 50
+    for b in (1, 32, 500):
+        assert run(DEEP.replace(batch_size=b), framework).first_nonfinite_step <= 10, b
+
+
+def test_sum_loss_scales_the_gradient_with_the_batch_and_mean_does_not() -> None:
+    import torch
+    from torch import nn
+
+    from explodebook.backends import torch as torch_backend
+    from explodebook.data import dataset_for
+
+    X, y = dataset_for(CLASSIC)
+    net = torch_backend.build(CLASSIC)
+
+    def norm(b: int, reduction: str) -> float:
+        net.zero_grad()
+        nn.MSELoss(reduction=reduction)(net(torch.tensor(X[:b])), torch.tensor(y[:b])).backward()
+        return float(torch.sqrt(sum(p.grad.square().sum() for p in net.parameters())))
+
+    mean = [norm(b, "mean") for b in (1, 32, 500)]
+    total = [norm(b, "sum") for b in (1, 32, 500)]
+    assert max(mean) / min(mean) < 20
+    assert total[2] / total[0] > 20 and total[2] > total[1] > total[0]
+
+
+# -- truncated BPTT -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_truncation_shrinks_the_exploding_recurrent_gradient(framework: str) -> None:
+    at_init = TBPTT.replace(steps=1)
+    norms = [run(at_init.replace(truncation=k), framework).grad_norms[0, 0] for k in (None, 10, 2)]
+    assert np.all(np.diff(norms) < 0)  # shorter truncation, smaller gradient
+    assert norms[0] > 100 * norms[1]
+
+
+def test_hand_written_detach_loop_matches_the_package() -> None:
+    import torch
+    from torch import nn
+
+    from explodebook.backends import torch as torch_backend
+    from explodebook.data import batch_indices, dataset_for
+
+    spec = TBPTT.replace(truncation=10, steps=1)
+    X, y = dataset_for(spec)
+    idx = batch_indices(len(X), 32, 1, seed=spec.seed)[0]
+    model = torch_backend.build(spec.replace(truncation=None))
+    h = None
+    for chunk in torch.tensor(X[idx]).split(10, dim=1):
+        if h is not None:
+            h = h.detach()
+        out, h = model.rnn(chunk, h)
+    nn.functional.mse_loss(model.head(out[:, -1]), torch.tensor(y[idx])).backward()
+    by_hand = torch.sqrt(sum(p.grad.square().sum() for p in model.rnn.parameters() if p.grad is not None))
+    assert float(by_hand) == pytest.approx(run(spec).grad_norms[0, 0], rel=1e-4)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_full_bptt_is_thrown_and_truncated_is_not_but_neither_learns(framework: str) -> None:
+    full = run(TBPTT, framework)
+    cut = run(TBPTT.replace(truncation=10), framework)
+    assert full.weight_norms[-1, 0] > 10 * full.weight_norms[0, 0]
+    assert cut.weight_norms[-1, 0] < 1.5 * cut.weight_norms[0, 0]
+    assert np.median(full.grad_norms[10:, 0]) < 1e-3 < 0.05 < np.median(cut.grad_norms[10:, 0])
+    assert full.final_loss() > 0.9 * BASELINE and cut.final_loss() > 0.9 * BASELINE
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_shorter_truncation_learns_less(framework: str) -> None:
+    finals = [run(LEARNABLE.replace(truncation=k), framework).final_loss() for k in (None, 5, 1)]
+    assert finals[0] < 0.03
+    assert finals[2] > 1.2 * finals[1] > 1.5 * finals[0]  # rises as k falls
+    assert finals[2] > 3 * finals[0]
+    # below 1/12 even at k <= 5: the shared weights generalize a little
+    assert all(f < 1 / 12 for f in finals[1:])
