@@ -17,6 +17,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "cell": ("simple", "lstm", "gru"),
     "task": ("regression", "regression-scaled", "adding"),
     "optimizer": ("sgd", "adam"),
+    "normalization": ("none", "batch", "layer"),
 }
 
 # Which task each model can learn: an MLP takes flat feature vectors, an RNN
@@ -100,6 +101,25 @@ class RunSpec:
         l1: L1 penalty ``l1 * sum|W|`` on every kernel and recurrent kernel.
         l2: L2 penalty ``l2 * sum W**2`` on every kernel and recurrent
             kernel (Keras' convention: no factor 1/2).
+        normalization: ``"none"``, ``"batch"`` (batch normalization) or
+            ``"layer"`` (layer normalization) after every hidden dense layer
+            of an MLP, before its activation: Dense -> Norm -> activation.
+            Both frameworks use epsilon 1e-3 (Keras' default; PyTorch's is
+            1e-5) and, for batch normalization, moving statistics updated
+            with momentum 0.99 in Keras' convention (PyTorch
+            ``momentum=0.01``). Training uses the batch's own statistics;
+            the moving statistics are not trainable and not recorded. The
+            norm layer's ``gamma``/``beta`` belong to the hidden layer's
+            group in a trace. MLP only.
+        residual: MLP only: hidden layers 2..``depth`` (those whose input
+            has the layer's own width) add their input to their output,
+            ``h_l = h_{l-1} + act(norm(h_{l-1} W_l + b_l))``. Needs
+            ``depth >= 2``.
+        warmup_steps: linear learning-rate warm-up: step ``t`` (from 0)
+            uses ``learning_rate * min(1, (t + 1) / warmup_steps)``, so the
+            rate rises from ``learning_rate / warmup_steps`` to
+            ``learning_rate`` over the first ``warmup_steps`` steps and
+            stays there. 0 (the default) means no warm-up.
         stop_on_nonfinite: stop the run at the first step where the loss,
             a gradient or a weight is NaN or infinite (the trace says so).
             ``False`` keeps training, to show that NaN never goes away.
@@ -126,6 +146,9 @@ class RunSpec:
     global_clipnorm: float | None = None
     l1: float = 0.0
     l2: float = 0.0
+    normalization: str = "none"
+    residual: bool = False
+    warmup_steps: int = 0
     stop_on_nonfinite: bool = True
     seed: int = 1
 
@@ -270,6 +293,24 @@ def _validate(spec: RunSpec) -> None:
         )
     for name in ("l1", "l2"):
         _check_float(spec, name, low=0.0, low_open=False, high=1e3)
+    if spec.normalization != "none" and spec.model != "mlp":
+        _fail(
+            "normalization",
+            spec.normalization,
+            "normalization layers are implemented for model='mlp' only; use 'none'",
+        )
+    if not isinstance(spec.residual, bool):
+        _fail("residual", spec.residual, "expected True or False")
+    if spec.residual and spec.model != "mlp":
+        _fail("residual", spec.residual, "residual connections need model='mlp'; use False")
+    if spec.residual and spec.depth < 2:
+        _fail(
+            "residual",
+            spec.residual,
+            f"with depth={spec.depth} no hidden layer has an input of its own width "
+            "to skip over; use depth >= 2 or residual=False",
+        )
+    _check_int(spec, "warmup_steps", 0, _LIMITS["steps"])
     if not isinstance(spec.stop_on_nonfinite, bool):
         _fail("stop_on_nonfinite", spec.stop_on_nonfinite, "expected True or False")
     _check_int(spec, "seed", 0, 2**32 - 1)

@@ -10,7 +10,10 @@ step by step. The distributions are the frameworks' own: ``"he"`` is
 
 Weights are stored in one canonical layout, Keras', for every layer:
 
-* dense layer: ``kernel`` ``(fan_in, units)``, ``bias`` ``(units,)``;
+* dense layer: ``kernel`` ``(fan_in, units)``, ``bias`` ``(units,)``; a
+  hidden dense layer followed by a normalization layer
+  (``RunSpec.normalization``) also has that layer's ``gamma`` (scale,
+  starts at 1) and ``beta`` (shift, starts at 0), ``(units,)`` each;
 * recurrent layer with ``G`` gates (simple 1, LSTM 4, GRU 3):
   ``kernel`` ``(fan_in, G * units)``, ``recurrent_kernel``
   ``(units, G * units)``, ``bias`` ``(G * units,)``; a GRU also has
@@ -115,12 +118,14 @@ def initial_weights(spec: RunSpec) -> list[LayerWeights]:
     layers: list[LayerWeights] = []
     for _ in range(spec.depth):
         if spec.model == "mlp":
-            layers.append(
-                {
-                    "kernel": init_matrix(spec.init, fan_in, spec.width, spec.init_scale, rng),
-                    "bias": np.zeros(spec.width, np.float32),
-                }
-            )
+            layer = {
+                "kernel": init_matrix(spec.init, fan_in, spec.width, spec.init_scale, rng),
+                "bias": np.zeros(spec.width, np.float32),
+            }
+            if spec.normalization != "none":
+                layer["gamma"] = np.ones(spec.width, np.float32)
+                layer["beta"] = np.zeros(spec.width, np.float32)
+            layers.append(layer)
         else:
             gates = GATES[spec.cell]
             layer = {

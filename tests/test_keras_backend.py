@@ -257,3 +257,61 @@ def test_max_abs_is_nan_exactly_where_the_layer_norm_is() -> None:
     trace = kb.run(RunSpec(steps=20, stop_on_nonfinite=False))
     assert np.isnan(trace.grad_norms).any()
     np.testing.assert_array_equal(np.isnan(trace.grad_max_abs), np.isnan(trace.grad_norms))
+
+
+# -- normalization, residual connections, warm-up ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["batch", "layer"])
+def test_normalization_variables_join_their_hidden_layer(kind):
+    spec = RunSpec(depth=2, width=8, normalization=kind, steps=1)
+    model = kb.build(spec)
+    norm = model.get_layer("dense_1_norm")
+    assert norm.epsilon == 1e-3
+    if kind == "batch":
+        assert norm.momentum == 0.99
+    groups = kb.layer_variables(model, spec)
+    assert [len(g) for g in groups] == [4, 4, 2]
+    assert groups[0][2] is norm.gamma and groups[0][3] is norm.beta
+    # moving statistics are not trainable, so not recorded
+    assert all(v.trainable for g in groups for v in g)
+    # training=True: batch norm normalizes with the batch's own statistics
+    X, y = dataset_for(spec)
+    idx = batch_indices(len(X), spec.batch_size, 1, seed=spec.seed)[0]
+    with tf.GradientTape() as tape:
+        mse = tf.reduce_mean(tf.square(model(X[idx], training=True) - y[idx]))
+    grads = tape.gradient(mse, groups)
+    np.testing.assert_allclose(kb.run(spec).grad_norms[0], _layer_norms(grads), rtol=1e-5)
+
+
+def test_linear_warmup_schedule_values():
+    schedule = kb.LinearWarmup(0.01, 4)
+    values = [float(schedule(t)) for t in range(6)]
+    np.testing.assert_allclose(values, [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01], rtol=1e-6)
+    assert kb.make_optimizer(RunSpec(warmup_steps=4)).learning_rate.numpy() == pytest.approx(
+        0.0025
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"warmup_steps": 5},
+        {"normalization": "batch", "depth": 3, "residual": True},
+    ],
+    ids=["warmup", "batch-norm-residual"],
+)
+def test_reused_compiled_loop_with_new_options_matches_a_fresh_one(changes):
+    first = RunSpec(task="regression-scaled", steps=20, **changes)
+    second = first.replace(seed=3, init="xavier")
+    kb.clear_cache()
+    kb.run(first)
+    reused = kb.run(second)
+    assert len(kb._TRAINERS) == 1
+    kb.clear_cache()
+    assert reused.equals(kb.run(second))
+    # A warm-up's rate is inside the graph: another rate gets its own loop.
+    if "warmup_steps" in changes:
+        kb.run(first)
+        kb.run(first.replace(learning_rate=1e-3))
+        assert len(kb._TRAINERS) == 2

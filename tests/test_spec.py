@@ -105,3 +105,28 @@ def test_every_choice_is_accepted_somewhere() -> None:
             if field == "model" and value == "rnn":
                 base = {}
             assert getattr(RunSpec(**{**base, field: value}), field) == value
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "hint"),
+    [
+        ({"normalization": "group"}, "normalization", "choose one of"),
+        ({"model": "rnn", "normalization": "batch"}, "normalization", "model='mlp' only"),
+        ({"residual": 1}, "residual", "True or False"),
+        ({"residual": True}, "residual", "depth >= 2"),
+        ({"model": "rnn", "depth": 2, "residual": True}, "residual", "model='mlp'"),
+        ({"warmup_steps": -1}, "warmup_steps", "integer between 0"),
+        ({"warmup_steps": 2.5}, "warmup_steps", "integer between 0"),
+    ],
+)
+def test_new_options_are_validated(changes, field, hint) -> None:
+    with pytest.raises(SpecError, match=f"RunSpec.{field}=.*{hint}"):
+        RunSpec(**changes)
+
+
+def test_new_options_default_to_the_old_behaviour_and_round_trip() -> None:
+    spec = RunSpec()
+    assert (spec.normalization, spec.residual, spec.warmup_steps) == ("none", False, 0)
+    deep = RunSpec(depth=3, normalization="layer", residual=True, warmup_steps=10)
+    assert RunSpec.from_dict(deep.to_dict()) == deep
+    assert deep.to_dict()["normalization"] == "layer"

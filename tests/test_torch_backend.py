@@ -193,3 +193,62 @@ def test_huge_but_finite_gradients_are_not_called_non_finite() -> None:
     assert trace.grad_max_abs[0].max() > 1e18
     assert not trace.diverged
     assert np.all(np.isfinite(trace.grad_norms[0]))
+
+
+# -- normalization, residual connections, warm-up ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["batch", "layer"])
+def test_normalization_parameters_join_their_hidden_layer(kind: str) -> None:
+    spec = RunSpec(depth=2, width=8, normalization=kind, l2=0.1, steps=1)
+    model = backend.build(spec)
+    groups = backend.layer_parameters(model, spec)
+    norm = model[0].norm
+    assert isinstance(norm, nn.BatchNorm1d if kind == "batch" else nn.LayerNorm)
+    assert norm.eps == 1e-3
+    assert [len(g) for g in groups] == [4, 4, 2]
+    assert groups[0][2] is norm.weight and groups[0][3] is norm.bias
+    # gamma is called "weight" in PyTorch but is no kernel: not penalized
+    assert all(p.dim() == 2 for p in backend._penalized(model, spec))
+    if kind == "batch":
+        assert norm.momentum == pytest.approx(0.01)  # Keras' momentum 0.99
+
+
+def test_batch_norm_output_is_standardized_over_the_batch() -> None:
+    spec = RunSpec(depth=1, width=8, normalization="batch", activation="linear", steps=1)
+    model = backend.build(spec)
+    X, _ = first_batch(spec)
+    z = model[0](torch.tensor(X, dtype=torch.float32)).detach().numpy()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
+    a = X @ initial_weights(spec)[0]["kernel"]
+    np.testing.assert_allclose(z.var(0), a.var(0) / (a.var(0) + 1e-3), rtol=1e-4)
+
+
+def test_residual_blocks_add_their_input_except_the_first() -> None:
+    spec = RunSpec(depth=3, width=20, residual=True, activation="linear", steps=1)
+    model = backend.build(spec)
+    X = torch.tensor(first_batch(spec)[0], dtype=torch.float32)
+    w = initial_weights(spec)
+    h1 = X @ torch.tensor(w[0]["kernel"])  # width 20 = input size: still no skip
+    h2 = h1 + h1 @ torch.tensor(w[1]["kernel"])
+    with torch.no_grad():
+        np.testing.assert_allclose(model[1](model[0](X)).numpy(), h2.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_warmup_changes_the_learning_rate_linearly_per_step() -> None:
+    spec = RunSpec(task="regression-scaled", warmup_steps=4, momentum=0.0, steps=6)
+    factor = backend.warmup_factor(spec.warmup_steps)
+    assert [factor(t) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    # With plain SGD, step t moves the weights by lr_t * g_t: replay it.
+    model = backend.build(spec)
+    X, y = dataset_for(spec)
+    params = list(model.parameters())
+    for t, idx in enumerate(batch_indices(len(X), spec.batch_size, spec.steps, seed=spec.seed)):
+        loss = nn.functional.mse_loss(model(torch.from_numpy(X[idx])), torch.from_numpy(y[idx]))
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= spec.learning_rate * factor(t) * g
+    trace = backend.run(spec.replace(steps=7))
+    final = np.sqrt(sum(float((p.detach() ** 2).sum()) for p in params[:2]))
+    np.testing.assert_allclose(trace.weight_norms[6, 0], final, rtol=1e-5)

@@ -74,6 +74,8 @@ __all__ = [
     "RecurrentRegressor",
     "clear_cache",
     "CHUNK_STEPS",
+    "LinearWarmup",
+    "make_norm",
 ]
 
 #: Steps per call of the compiled training loop. Between calls the run
@@ -85,6 +87,45 @@ _CELLS: dict[str, type[keras.layers.Layer]] = {
     "lstm": keras.layers.LSTM,
     "gru": keras.layers.GRU,
 }
+
+
+#: Epsilon of both normalization layers (Keras' default; PyTorch's is 1e-5).
+NORM_EPSILON = 1e-3
+#: Batch norm's moving-statistics momentum (Keras' default 0.99; PyTorch
+#: counts the other way round: its ``momentum=0.01`` is the same update).
+BATCH_NORM_MOMENTUM = 0.99
+
+
+def make_norm(kind: str, name: str) -> keras.layers.Layer:
+    """The normalization layer of ``RunSpec.normalization`` (``"batch"``/``"layer"``)."""
+    if kind == "batch":
+        return keras.layers.BatchNormalization(
+            momentum=BATCH_NORM_MOMENTUM, epsilon=NORM_EPSILON, name=name
+        )
+    if kind == "layer":
+        return keras.layers.LayerNormalization(epsilon=NORM_EPSILON, name=name)
+    raise ValueError(f"normalization={kind!r} is not allowed: choose 'batch' or 'layer'")
+
+
+@keras.saving.register_keras_serializable(package="explodebook")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear learning-rate warm-up: step ``t`` (from 0) uses
+    ``learning_rate * min(1, (t + 1) / warmup_steps)``.
+
+    Keras calls a schedule with the optimizer's ``iterations``, the number
+    of updates already applied, so the first update uses ``t = 0``.
+    """
+
+    def __init__(self, learning_rate: float, warmup_steps: int) -> None:
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step: Any) -> Any:
+        t = keras.ops.cast(step, "float32")
+        return self.learning_rate * keras.ops.minimum(1.0, (t + 1.0) / self.warmup_steps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
 
 
 def _regularizer(spec: RunSpec) -> keras.regularizers.Regularizer | None:
@@ -161,7 +202,9 @@ def build(spec: RunSpec) -> keras.Model:
         ``(batch, 1)``. Its layers are named `layer_names(spec)`.
     """
     reg = _regularizer(spec)
-    if spec.model == "mlp":
+    if spec.model == "mlp" and (spec.normalization != "none" or spec.residual):
+        model: keras.Model = _block_mlp(spec, reg)
+    elif spec.model == "mlp":
         hidden = [
             keras.layers.Dense(
                 spec.width, activation=spec.activation, kernel_regularizer=reg, name=name
@@ -169,7 +212,7 @@ def build(spec: RunSpec) -> keras.Model:
             for name in layer_names(spec)[:-1]
         ]
         head = keras.layers.Dense(1, kernel_regularizer=reg, name="output")
-        model: keras.Model = keras.Sequential([keras.Input((input_size(spec),)), *hidden, head])
+        model = keras.Sequential([keras.Input((input_size(spec),)), *hidden, head])
     else:
         model = RecurrentRegressor(
             spec.cell, spec.width, spec.depth, spec.activation, spec.truncation, reg
@@ -177,6 +220,21 @@ def build(spec: RunSpec) -> keras.Model:
         model(np.zeros((1, spec.seq_len, input_size(spec)), np.float32))  # create weights
     load_weights(model, spec, initial_weights(spec))
     return model
+
+
+def _block_mlp(spec: RunSpec, reg: keras.regularizers.Regularizer | None) -> keras.Model:
+    # Functional API: Dense -> Norm -> Activation per hidden layer, and an
+    # Add for the residual connection of hidden layers 2..depth.
+    inputs = keras.Input((input_size(spec),))
+    h = inputs
+    for k, name in enumerate(layer_names(spec)[:-1]):
+        z = keras.layers.Dense(spec.width, kernel_regularizer=reg, name=name)(h)
+        if spec.normalization != "none":
+            z = make_norm(spec.normalization, f"{name}_norm")(z)
+        z = keras.layers.Activation(spec.activation, name=f"{name}_act")(z)
+        h = keras.layers.Add(name=f"{name}_add")([h, z]) if spec.residual and k > 0 else z
+    outputs = keras.layers.Dense(1, kernel_regularizer=reg, name="output")(h)
+    return keras.Model(inputs, outputs)
 
 
 def load_weights(model: keras.Model, spec: RunSpec, weights: list[LayerWeights]) -> None:
@@ -189,6 +247,13 @@ def load_weights(model: keras.Model, spec: RunSpec, weights: list[LayerWeights])
     """
     for name, w in zip(layer_names(spec), weights, strict=True):
         layer = model.get_layer(name)
+        if "gamma" in w:
+            norm = model.get_layer(f"{name}_norm")
+            extra = []
+            if isinstance(norm, keras.layers.BatchNormalization):
+                # moving mean and variance, reset to Keras' initial values
+                extra = [np.zeros_like(w["gamma"]), np.ones_like(w["gamma"])]
+            norm.set_weights([w["gamma"], w["beta"], *extra])
         if "recurrent_kernel" not in w:
             layer.set_weights([w["kernel"], w["bias"]])
         elif "recurrent_bias" in w:
@@ -200,20 +265,33 @@ def load_weights(model: keras.Model, spec: RunSpec, weights: list[LayerWeights])
 
 
 def layer_variables(model: keras.Model, spec: RunSpec) -> list[list[keras.Variable]]:
-    """Trainable variables grouped by layer, in `layer_names(spec)` order."""
-    return [list(model.get_layer(name).trainable_variables) for name in layer_names(spec)]
+    """Trainable variables grouped by layer, in `layer_names(spec)` order.
+
+    A normalization layer's ``gamma`` and ``beta`` belong to the hidden
+    layer it follows.
+    """
+    groups = []
+    for name in layer_names(spec):
+        group = list(model.get_layer(name).trainable_variables)
+        if spec.normalization != "none" and name != "output":
+            group += list(model.get_layer(f"{name}_norm").trainable_variables)
+        groups.append(group)
+    return groups
 
 
 def make_optimizer(spec: RunSpec) -> keras.optimizers.Optimizer:
     """The spec's optimizer, with its clipping mode configured on it."""
     clip = dict([spec.clipping]) if spec.clipping else {}  # e.g. {"clipnorm": 1.0}
+    learning_rate: float | LinearWarmup = float(spec.learning_rate)
+    if spec.warmup_steps:
+        learning_rate = LinearWarmup(spec.learning_rate, spec.warmup_steps)
     if spec.optimizer == "sgd":
-        return keras.optimizers.SGD(float(spec.learning_rate), momentum=spec.momentum, **clip)
+        return keras.optimizers.SGD(learning_rate, momentum=spec.momentum, **clip)
     # epsilon: PyTorch's default 1e-8 (Keras' is 1e-7). Keras adds it to
     # sqrt(v) before bias correction, PyTorch after, so tiny gradients still
     # step slightly differently.
     return keras.optimizers.Adam(
-        float(spec.learning_rate), beta_1=spec.momentum, beta_2=0.999, epsilon=1e-8, **clip
+        learning_rate, beta_1=spec.momentum, beta_2=0.999, epsilon=1e-8, **clip
     )
 
 
@@ -373,11 +451,12 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
 # Spec fields that change the compiled graph. The others (learning rate,
 # seed, initialization, steps, which regression target) only change values
 # the graph reads: the weights, the optimizer's learning-rate variable and
-# the data passed in.
+# the data passed in. With a warm-up the learning rate is a constant of the
+# schedule, inside the graph, so it joins the key (see `_trainer`).
 _GRAPH_FIELDS = (
     "model", "depth", "width", "activation", "cell", "seq_len", "truncation",
     "optimizer", "momentum", "batch_size", "clipnorm", "clipvalue",
-    "global_clipnorm", "l1", "l2",
+    "global_clipnorm", "l1", "l2", "normalization", "residual", "warmup_steps",
 )  # fmt: skip
 _TRAINERS: dict[tuple[Any, ...], _Trainer] = {}
 _MAX_TRAINERS = 16
@@ -395,7 +474,8 @@ def _trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
     safe because every piece of state is reset: the weights, the
     optimizer's slots and step counter, and its learning rate.
     """
-    key = (tuple(getattr(spec, f) for f in _GRAPH_FIELDS), x_shape)
+    warmup_rate = float(spec.learning_rate) if spec.warmup_steps else None
+    key = (tuple(getattr(spec, f) for f in _GRAPH_FIELDS), warmup_rate, x_shape)
     trainer = _TRAINERS.pop(key, None)
     if trainer is None:
         trainer = _make_trainer(spec, x_shape)
@@ -403,7 +483,8 @@ def _trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
         load_weights(trainer.model, spec, initial_weights(spec))
         for v in trainer.optimizer.variables:
             v.assign(tf.zeros(v.shape, v.dtype))
-        trainer.optimizer.learning_rate = float(spec.learning_rate)
+        if not spec.warmup_steps:  # a schedule's rate is part of the key
+            trainer.optimizer.learning_rate = float(spec.learning_rate)
     _TRAINERS[key] = trainer  # most recently used last
     while len(_TRAINERS) > _MAX_TRAINERS:
         _TRAINERS.pop(next(iter(_TRAINERS)))

@@ -10,7 +10,7 @@ public names and produces the same trace for the same spec.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -29,6 +29,9 @@ __all__ = [
     "layer_parameters",
     "LayerRecorder",
     "RecurrentRegressor",
+    "DenseBlock",
+    "make_norm",
+    "warmup_factor",
 ]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -40,6 +43,59 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 _CELLS: dict[str, type[nn.RNNBase]] = {"simple": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # Keras orders GRU gates z, r, h; PyTorch r, z, n.
 _GRU_TO_TORCH = [1, 0, 2]
+
+
+#: Epsilon of both normalization layers (Keras' default; PyTorch's is 1e-5).
+NORM_EPSILON = 1e-3
+#: Batch norm's moving statistics: Keras' momentum 0.99 is PyTorch's 0.01
+#: (PyTorch weights the *new* batch by its momentum, Keras the old value).
+BATCH_NORM_MOMENTUM = 0.01
+
+
+def make_norm(kind: str, width: int) -> nn.Module:
+    """The normalization layer of ``RunSpec.normalization`` (``"batch"``/``"layer"``)."""
+    if kind == "batch":
+        return nn.BatchNorm1d(width, eps=NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM)
+    if kind == "layer":
+        return nn.LayerNorm(width, eps=NORM_EPSILON)
+    raise ValueError(f"normalization={kind!r} is not allowed: choose 'batch' or 'layer'")
+
+
+class DenseBlock(nn.Module):
+    """One hidden layer: Linear -> normalization (optional) -> activation.
+
+    With ``residual=True`` the block adds its input to its output,
+    ``x + act(norm(linear(x)))`` (the input must have ``out_features``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        activation: str,
+        normalization: str = "none",
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.norm = (
+            make_norm(normalization, out_features) if normalization != "none" else nn.Identity()
+        )
+        self.act = _ACTIVATIONS[activation]()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self.norm(self.linear(x)))
+        return x + out if self.residual else out
+
+
+def warmup_factor(warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor of step ``t`` (from 0) for ``LambdaLR``: linear warm-up."""
+
+    def factor(t: int) -> float:
+        return min(1.0, (t + 1) / warmup_steps)
+
+    return factor
 
 
 class RecurrentRegressor(nn.Module):
@@ -85,7 +141,18 @@ def build(spec: RunSpec) -> nn.Module:
         ``(batch, 1)``.
     """
     torch.manual_seed(spec.seed)
-    if spec.model == "mlp":
+    if spec.model == "mlp" and (spec.normalization != "none" or spec.residual):
+        blocks: list[nn.Module] = []
+        fan_in = input_size(spec)
+        for k in range(spec.depth):
+            blocks.append(
+                DenseBlock(
+                    fan_in, spec.width, spec.activation, spec.normalization, spec.residual and k > 0
+                )
+            )
+            fan_in = spec.width
+        model: nn.Module = nn.Sequential(*blocks, nn.Linear(fan_in, 1))
+    elif spec.model == "mlp":
         act = _ACTIVATIONS[spec.activation]
         modules: list[nn.Module] = []
         fan_in = input_size(spec)
@@ -93,7 +160,7 @@ def build(spec: RunSpec) -> nn.Module:
             modules += [nn.Linear(fan_in, spec.width), act()]
             fan_in = spec.width
         modules.append(nn.Linear(fan_in, 1))
-        model: nn.Module = nn.Sequential(*modules)
+        model = nn.Sequential(*modules)
     else:
         model = RecurrentRegressor(
             spec.cell,
@@ -111,6 +178,13 @@ def _linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
+def _norm_blocks(model: nn.Module) -> list[DenseBlock]:
+    # Hidden blocks with a normalization layer, input to output.
+    return [
+        m for m in model.modules() if isinstance(m, DenseBlock) and not isinstance(m.norm, nn.Identity)
+    ]
+
+
 def load_weights(model: nn.Module, spec: RunSpec, weights: list[LayerWeights]) -> None:
     """Copy canonical (Keras-layout) weights into a model made by `build`.
 
@@ -124,6 +198,11 @@ def load_weights(model: nn.Module, spec: RunSpec, weights: list[LayerWeights]) -
             for linear, w in zip(_linear_layers(model), weights, strict=True):
                 linear.weight.copy_(torch.from_numpy(w["kernel"].T.copy()))
                 linear.bias.copy_(torch.from_numpy(w["bias"]))
+            for block, w in zip(_norm_blocks(model), weights, strict=False):
+                block.norm.weight.copy_(torch.from_numpy(w["gamma"]))
+                block.norm.bias.copy_(torch.from_numpy(w["beta"]))
+                if isinstance(block.norm, nn.BatchNorm1d):
+                    block.norm.reset_running_stats()
             return
         rnn = model.rnn
         gates = GATES[spec.cell]
@@ -152,7 +231,11 @@ def _permute_gates(value: np.ndarray, gates: int) -> np.ndarray:
 def layer_parameters(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]]:
     """Trainable parameters grouped by layer, in `layer_names(spec)` order."""
     if spec.model == "mlp":
-        return [[m.weight, m.bias] for m in _linear_layers(model)]
+        groups = [[m.weight, m.bias] for m in _linear_layers(model)]
+        # A normalization layer's gamma and beta belong to its hidden layer.
+        for group, block in zip(groups, _norm_blocks(model), strict=False):
+            group += [block.norm.weight, block.norm.bias]
+        return groups
     groups = [
         [p for name, p in model.rnn.named_parameters() if name.endswith(f"_l{k}") and p.requires_grad]
         for k in range(spec.depth)
@@ -162,8 +245,13 @@ def layer_parameters(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]
 
 def _penalized(model: nn.Module, spec: RunSpec) -> list[torch.Tensor]:
     # Kernels and recurrent kernels, not biases: what Keras'
-    # kernel_regularizer and recurrent_regularizer cover.
-    return [p for name, p in model.named_parameters() if "weight" in name]
+    # kernel_regularizer and recurrent_regularizer cover (a normalization
+    # layer's gamma, also called "weight" in PyTorch, is not one).
+    return [
+        p
+        for name, p in model.named_parameters()
+        if "weight" in name and "norm" not in name.split(".")
+    ]
 
 
 def _clip(params: list[nn.Parameter], spec: RunSpec) -> None:
@@ -300,6 +388,11 @@ def run(spec: RunSpec) -> Trace:
         optimizer = torch.optim.SGD(params, lr=spec.learning_rate, momentum=spec.momentum)
     else:
         optimizer = torch.optim.Adam(params, lr=spec.learning_rate, betas=(spec.momentum, 0.999))
+    scheduler = (
+        torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_factor(spec.warmup_steps))
+        if spec.warmup_steps
+        else None
+    )
     loss_fn = nn.MSELoss()
 
     X_np, y_np = dataset_for(spec)
@@ -330,6 +423,8 @@ def run(spec: RunSpec) -> Trace:
             if spec.stop_on_nonfinite and step % 32 == 31 and not recorder.finite(32):
                 break
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
     wall_time = time.perf_counter() - start
 
     return Trace.from_record(recorder.rows(stop_on_nonfinite=spec.stop_on_nonfinite), spec, "torch", wall_time)

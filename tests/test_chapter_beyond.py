@@ -1,0 +1,232 @@
+"""The conclusions chapter "Beyond the article" states, in both frameworks.
+
+Property checks (diverges or not, orderings, generous bounds), never exact
+floats: the chapter's prose quotes the exact numbers from its own runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# torch before TensorFlow (see explodebook.backends.keras).
+import torch  # noqa: I001
+from explodebook.backends import torch as tb  # noqa: F401
+from explodebook.backends import keras as kb
+import keras
+import tensorflow as tf
+from torch import nn
+
+from explodebook import RunSpec, run, theory
+from explodebook.data import batch_indices, dataset_for
+from explodebook.weights import init_matrix, initial_weights
+
+FRAMEWORKS = ("torch", "keras")
+CLASSIC = RunSpec()
+DEEP = RunSpec(depth=20, width=32, task="regression-scaled", steps=200)
+BAD_INIT = DEEP.replace(init_scale=1.5)
+
+
+def first_to_last(trace) -> float:
+    return float(trace.grad_norms[0, 0] / trace.grad_norms[0, -2])
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_both_baselines_diverge(fw):
+    assert run(CLASSIC, fw).first_nonfinite_step == 8
+    assert run(BAD_INIT, fw).first_nonfinite_step <= 2
+
+
+# -- initialization -------------------------------------------------------------
+
+
+def _forward_second_moment_ratio(init, scale, depth=20, width=32):
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(256, width))
+    moments = []
+    for _ in range(depth):
+        h = np.maximum(h @ init_matrix(init, width, width, scale, rng), 0)
+        moments.append(np.mean(h**2))
+    return moments[-1] / moments[0]
+
+
+def test_variance_argument_he_keeps_relu_signals_glorot_shrinks_them():
+    assert 0.2 < _forward_second_moment_ratio("he", 1.0) < 5
+    assert _forward_second_moment_ratio("xavier", 1.0) < 1e-4
+    assert _forward_second_moment_ratio("he", 1.5) > 1e5
+    for init, scale, low, high in [("he", 1.0, 0.1, 10), ("xavier", 1.0, 0, 1e-2),
+                                   ("he", 1.5, 1e3, np.inf)]:
+        norms = theory.mlp_backprop_norms(20, 32, scale=scale, init=init).hidden_grad_norms
+        assert low < norms[0] / norms[-1] < high
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_only_he_scale_trains_the_deep_relu_mlp(fw):
+    he = run(DEEP, fw)
+    assert not he.diverged and he.final_loss() < 0.3
+    glorot = run(DEEP.replace(init="xavier"), fw)
+    assert not glorot.diverged and glorot.final_loss() > 0.95  # the mean's loss
+    assert first_to_last(glorot) < 0.01  # vanishing
+    assert first_to_last(run(DEEP.replace(init_scale=0.5, steps=1), fw)) < 1e-4
+
+
+def test_orthogonal_powers_keep_norm_one_gaussian_ones_drift():
+    rng = np.random.default_rng(0)
+    orthogonal = theory.matrix_product_norms([init_matrix("orthogonal", 32, 32, 1.0, rng)] * 100)
+    np.testing.assert_allclose(orthogonal, 1.0, rtol=1e-4)
+    he = theory.matrix_product_norms([init_matrix("he", 32, 32, 1.0, rng)] * 100)
+    assert he[-1] > 1e6
+
+
+# -- normalization and residual connections --------------------------------------
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+@pytest.mark.parametrize("kind", ["batch", "layer"])
+def test_normalization_rescues_bad_init_but_not_the_classic_mlp(fw, kind):
+    deep = run(BAD_INIT.replace(normalization=kind), fw)
+    assert not deep.diverged and deep.final_loss() < 1.1
+    if kind == "layer":  # layer norm trains; batch norm barely learns
+        assert deep.final_loss() < 0.5
+    assert run(CLASSIC.replace(normalization=kind), fw).diverged
+    if kind == "batch":  # the forward pass is normalized, the backward is not
+        assert first_to_last(deep) > 10
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_residual_rescues_vanishing_not_a_growing_stream(fw):
+    plain = run(DEEP.replace(init_scale=0.1, steps=1), fw)
+    assert first_to_last(plain) < 1e-10
+    residual = run(DEEP.replace(init_scale=0.1, residual=True), fw)
+    assert not residual.diverged and residual.final_loss() < 0.01
+    assert first_to_last(residual) > 0.1
+    assert residual.final_loss() < run(DEEP, fw).final_loss()
+    assert run(DEEP.replace(residual=True), fw).diverged
+    assert run(BAD_INIT.replace(residual=True, normalization="batch"), fw).diverged
+
+
+# -- warm-up and Adam ---------------------------------------------------------
+
+
+def test_warmup_only_delays_the_classic_divergence():
+    steps = {fw: [] for fw in FRAMEWORKS}
+    for w in (0, 50, 200, 800):
+        for fw in FRAMEWORKS:
+            trace = run(CLASSIC.replace(warmup_steps=w), fw)
+            assert trace.diverged
+            steps[fw].append(trace.first_nonfinite_step)
+    for fw in FRAMEWORKS:
+        assert steps[fw] == sorted(steps[fw]) and len(set(steps[fw])) == 4
+    # Keras' momentum keeps each gradient's own (smaller) warm-up rate
+    assert all(t <= k for t, k in zip(steps["torch"], steps["keras"]))
+
+
+def test_adam_first_step_moves_every_parameter_by_the_learning_rate():
+    spec = CLASSIC.replace(optimizer="adam", learning_rate=0.01)
+    X, y = dataset_for(spec)
+    idx = batch_indices(len(X), 32, 1, seed=spec.seed)[0]
+    net = tb.build(spec)
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    nn.functional.mse_loss(net(torch.from_numpy(X[idx])), torch.from_numpy(y[idx])).backward()
+    optimizer.step()
+    moves = np.concatenate([(p.detach() - b).abs().numpy().ravel()
+                            for p, b in zip(net.parameters(), before)])
+    np.testing.assert_allclose(moves[moves > 0], 0.01, rtol=1e-3)
+
+    model = kb.build(spec)
+    weights = [v.numpy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean((model(X[idx]) - y[idx]) ** 2)
+    grads = tape.gradient(loss, model.trainable_variables)
+    keras.optimizers.Adam(0.01, epsilon=1e-8).apply_gradients(
+        zip(grads, model.trainable_variables)
+    )
+    moves = np.concatenate(
+        [np.abs(v.numpy() - w).ravel() for v, w in zip(model.trainable_variables, weights)]
+    )
+    np.testing.assert_allclose(moves[moves > 0], 0.01, rtol=1e-3)
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_adam_does_not_diverge_on_the_classic_mlp_but_is_slower_than_good_sgd(fw):
+    sgd = run(CLASSIC.replace(learning_rate=1e-3), fw)
+    adam_slow = run(CLASSIC.replace(optimizer="adam", learning_rate=1e-3), fw)
+    adam = run(CLASSIC.replace(optimizer="adam", learning_rate=1e-2), fw)
+    assert not (sgd.diverged or adam_slow.diverged or adam.diverged)
+    assert adam_slow.final_loss() > 100 * sgd.final_loss()
+    assert adam.final_loss() > sgd.final_loss()
+    assert adam.grad_norm_total.max() > 100  # the gradients stay large
+
+
+# -- loss scaling ------------------------------------------------------------------
+
+
+def _first_gradients(spec) -> np.ndarray:
+    net = tb.build(spec)
+    X, y = dataset_for(spec)
+    idx = batch_indices(len(X), spec.batch_size, 1, seed=spec.seed)[0]
+    nn.functional.mse_loss(net(torch.from_numpy(X[idx])), torch.from_numpy(y[idx])).backward()
+    grads = np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
+    return grads[grads != 0]
+
+
+def _fate(grads, scale):
+    with np.errstate(over="ignore"):
+        half = (grads * np.float32(scale)).astype(np.float16)
+    return float(np.mean(half == 0)), float(np.mean(np.isinf(half)))
+
+
+def test_loss_scaling_lifts_small_gradients_and_overflows_large_ones():
+    deep = _first_gradients(DEEP.replace(init_scale=0.5))
+    under = [_fate(deep, 2.0**k)[0] for k in (0, 16, 24)]
+    assert under[0] > 0.1 and under[0] > under[1] > under[2]
+    assert _fate(deep, 2.0**16)[1] == 0.0 < _fate(deep, 2.0**24)[1]  # too wide a span
+    classic = _first_gradients(CLASSIC)
+    assert _fate(classic, 1.0) == (0.0, 0.0)
+    assert _fate(classic, 2.0**16)[1] > 0.0
+
+
+def test_dynamic_loss_scaling_halves_the_scale_alike_in_both_frameworks():
+    spec = CLASSIC.replace(learning_rate=1e-3, steps=30)
+    X, y = dataset_for(spec)
+    batches = batch_indices(len(X), 32, spec.steps, seed=spec.seed)
+
+    model = tb.build(spec)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=20)
+    torch_scales = []
+    for idx in batches:
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            prediction = model(torch.from_numpy(X[idx]))
+        loss = nn.functional.mse_loss(prediction.float(), torch.from_numpy(y[idx]))
+        torch_scales.append(scaler.get_scale())
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    keras_model = keras.Sequential([
+        keras.Input((20,)),
+        keras.layers.Dense(25, activation="relu", dtype="mixed_float16", name="dense_1"),
+        keras.layers.Dense(1, dtype="mixed_float16", name="output"),
+    ])  # fmt: skip
+    kb.load_weights(keras_model, spec, initial_weights(spec))
+    keras_optimizer = keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(1e-3, momentum=0.9), initial_scale=2.0**16, dynamic_growth_steps=20
+    )
+    keras_optimizer.build(keras_model.trainable_variables)
+    keras_scales = []
+    for idx in batches:
+        keras_scales.append(float(keras_optimizer.dynamic_scale.numpy()))
+        with tf.GradientTape() as tape:
+            prediction = tf.cast(keras_model(X[idx], training=True), tf.float32)
+            loss = tf.reduce_mean(tf.square(prediction - y[idx]))
+            scaled = keras_optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, keras_model.trainable_variables)
+        keras_optimizer.apply(grads, keras_model.trainable_variables)
+
+    assert torch_scales == keras_scales
+    assert torch_scales[-1] < 2.0**16
+    assert np.sum(np.diff(torch_scales) < 0) >= 3  # several skipped steps
+    assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
