@@ -111,7 +111,7 @@ def initial_weights(spec: RunSpec) -> list[LayerWeights]:
     Glorot uniform with scale 1 whatever the spec says.
 
     Returns:
-        one `LayerWeights` per name in `layer_names(spec)`, in that order.
+        one `LayerWeights` per name in ``layer_names(spec)``, in that order.
     """
     rng = np.random.default_rng([spec.seed, 1])
     fan_in = input_size(spec)

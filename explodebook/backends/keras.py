@@ -1,4 +1,4 @@
-"""Keras backend: `build(spec)` a network, `run(spec)` it into a `Trace`.
+"""Keras backend: ``build(spec)`` a network, ``run(spec)`` it into a `Trace`.
 
 Written the Keras 3 way: ``keras.Sequential`` of ``Dense`` layers, or
 ``SimpleRNN`` / ``LSTM`` / ``GRU`` layers read out by a ``Dense`` head;
@@ -199,7 +199,7 @@ def build(spec: RunSpec) -> keras.Model:
     Returns:
         a ``keras.Sequential`` MLP mapping ``(batch, 20)`` to ``(batch, 1)``,
         or a `RecurrentRegressor` mapping ``(batch, seq_len, 2)`` to
-        ``(batch, 1)``. Its layers are named `layer_names(spec)`.
+        ``(batch, 1)``. Its layers are named ``layer_names(spec)``.
     """
     reg = _regularizer(spec)
     if spec.model == "mlp" and (spec.normalization != "none" or spec.residual):
@@ -265,7 +265,7 @@ def load_weights(model: keras.Model, spec: RunSpec, weights: list[LayerWeights])
 
 
 def layer_variables(model: keras.Model, spec: RunSpec) -> list[list[keras.Variable]]:
-    """Trainable variables grouped by layer, in `layer_names(spec)` order.
+    """Trainable variables grouped by layer, in ``layer_names(spec)`` order.
 
     A normalization layer's ``gamma`` and ``beta`` belong to the hidden
     layer it follows.

@@ -1,4 +1,4 @@
-"""PyTorch backend: `build(spec)` a network, `run(spec)` it into a `Trace`.
+"""PyTorch backend: ``build(spec)`` a network, ``run(spec)`` it into a `Trace`.
 
 Written the PyTorch way: ``nn.Sequential`` / ``nn.RNN``-family modules, a
 plain training loop, ``torch.nn.utils.clip_grad_norm_`` and
@@ -229,7 +229,7 @@ def _permute_gates(value: np.ndarray, gates: int) -> np.ndarray:
 
 
 def layer_parameters(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]]:
-    """Trainable parameters grouped by layer, in `layer_names(spec)` order."""
+    """Trainable parameters grouped by layer, in ``layer_names(spec)`` order."""
     if spec.model == "mlp":
         groups = [[m.weight, m.bias] for m in _linear_layers(model)]
         # A normalization layer's gamma and beta belong to its hidden layer.
@@ -264,9 +264,14 @@ def _clip(params: list[nn.Parameter], spec: RunSpec) -> None:
     elif mode == "clipvalue":
         nn.utils.clip_grad_value_(params, threshold)
     else:
-        # Keras' clipnorm rescales each variable's gradient by its own norm.
-        for p in params:
-            nn.utils.clip_grad_norm_(p, threshold)
+        # Keras' clipnorm rescales each variable's gradient by its own norm:
+        # clip_grad_norm_(p, threshold) for every p, fused into three calls
+        # (bit-identical, several times faster than a Python loop of them).
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = torch.stack(torch._foreach_norm(grads))
+        # The same coefficient as clip_grad_norm_: threshold / (norm + 1e-6), at most 1.
+        coefs = (threshold / (norms + 1e-6)).clamp_(max=1.0)
+        torch._foreach_mul_(grads, coefs.unbind())
 
 
 class LayerRecorder:
