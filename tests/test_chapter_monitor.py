@@ -1,0 +1,184 @@
+"""Chapter "Watch your own model": its conclusions, pinned in both frameworks.
+
+The chapter trains a small tanh CNN (its own model, not built from a
+`RunSpec`) on the ink of scikit-learn's 8x8 digits, watched by the
+gradient monitors. The models and training loops are repeated here as the
+chapter writes them; if a change to the monitors, `diagnose` or the
+frameworks made a statement of the prose false, this fails first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+# PyTorch first, then TensorFlow (see explodebook.backends.get).
+import torch  # noqa: I001
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from explodebook.monitor.torch import GradientMonitor as TorchMonitor
+from explodebook.monitor.keras import GradientMonitor as KerasMonitor
+import keras
+
+from sklearn.datasets import load_digits
+
+from explodebook import diagnose
+from explodebook.trace import Trace
+
+FRAMEWORKS = ("torch", "keras")
+GOOD_LR, BAD_LR, CLIP = 0.003, 0.03, 1.0
+LAYERS = ["conv1", "conv2", "head"]
+
+_images = (load_digits().images / 16.0).astype("float32")
+INK = _images.sum(axis=(1, 2)).astype("float32")
+
+
+def torch_cnn(activation: type[nn.Module] = nn.Tanh) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(1, 8, kernel_size=3, padding=1),
+            act1=activation(),
+            conv2=nn.Conv2d(8, 16, kernel_size=3, padding=1),
+            act2=activation(),
+            pool=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+            head=nn.Linear(16 * 4 * 4, 1),
+        )
+    )
+
+
+def train_torch(
+    lr: float, clip: float | None = None, epochs: int = 2, activation: str = "tanh"
+) -> Trace:
+    net = torch_cnn({"tanh": nn.Tanh, "relu": nn.ReLU}[activation])
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    loss_fn = nn.MSELoss()
+    data = TensorDataset(torch.from_numpy(_images[:, None]), torch.from_numpy(INK[:, None]))
+    loader = DataLoader(data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    with TorchMonitor(net, optimizer, loss_fn=loss_fn) as monitor:
+        for _ in range(epochs):
+            for X, y in loader:
+                optimizer.zero_grad()
+                loss = loss_fn(net(X), y)
+                loss.backward()
+                if clip is not None:
+                    nn.utils.clip_grad_norm_(net.parameters(), clip)
+                optimizer.step()
+    return monitor.trace()
+
+
+def keras_cnn(activation: str = "tanh") -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, padding="same", activation=activation, name="conv1"),
+            keras.layers.Conv2D(16, 3, padding="same", activation=activation, name="conv2"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, name="head"),
+        ]
+    )
+
+
+def train_keras(
+    lr: float, clip: float | None = None, epochs: int = 2, activation: str = "tanh"
+) -> Trace:
+    net = keras_cnn(activation)
+    net.compile(
+        optimizer=keras.optimizers.SGD(lr, momentum=0.9, global_clipnorm=clip), loss="mse"
+    )
+    monitor = KerasMonitor()
+    net.fit(_images[..., None], INK, batch_size=32, epochs=epochs, verbose=0, callbacks=[monitor])
+    return monitor.trace()
+
+
+TRAIN = {"torch": train_torch, "keras": train_keras}
+_cache: dict[tuple[str, float, float | None], Trace] = {}
+
+
+def trained(framework: str, lr: float, clip: float | None = None) -> Trace:
+    key = (framework, lr, clip)
+    if key not in _cache:
+        _cache[key] = TRAIN[framework](lr, clip)
+    return _cache[key]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_healthy_run_is_diagnosed_healthy_and_learns(framework: str) -> None:
+    trace = trained(framework, GOOD_LR)
+    assert trace.framework == framework
+    assert trace.layers == LAYERS  # named as the reader named them
+    assert trace.steps_run == 114  # two epochs of 57 batches
+    assert not trace.diverged
+    assert diagnose(trace).verdict == "healthy"
+    assert trace.final_loss(20) < 0.1 * np.median(trace.loss[:10])
+    # The prose: the head's gradient is the largest and is above 1.0 at
+    # almost every step; conv1's is below 1.0 at most steps.
+    assert np.median(trace.grad_norms[:, 2]) > np.median(trace.grad_norms[:, 0])
+    assert np.mean(trace.grad_norms[:, 2] > 1.0) > 0.9
+    assert np.mean(trace.grad_norms[:, 0] < 1.0) > 0.5
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_ten_times_the_learning_rate_overflows_the_loss_first_then_the_convolutions(
+    framework: str,
+) -> None:
+    trace = trained(framework, BAD_LR)
+    assert diagnose(trace).verdict == "exploding"
+    step = trace.first_nonfinite_step
+    assert step is not None and step < 20  # "within twenty steps"
+    assert (trace.first_nonfinite_kind, trace.first_nonfinite_layer) == ("loss", None)
+    assert trace.extra["first_nonfinite_parameter"] is None
+    assert trace.steps_run == 114  # the monitor keeps recording after NaN
+    # The first non-finite gradients come later, in the two convolutions only.
+    bad = ~np.isfinite(trace.grad_norms)
+    grad_step = int(np.argmax(bad.any(axis=1)))
+    assert step < grad_step <= step + 5
+    assert list(bad[grad_step]) == [True, True, False]
+    # Before the overflow the head's gradient grows by over 15 orders of
+    # magnitude while the convolutions' stay far smaller.
+    finite = trace.grad_norms[:step]
+    assert finite[:, 2].max() > 1e15 * finite[0, 2]
+    assert finite[:, :2].max() < 1e-10 * finite[:, 2].max()
+    assert not np.isfinite(trace.loss[-1])  # never finite again
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_global_clipping_keeps_the_bad_learning_rate_finite(framework: str) -> None:
+    trace = trained(framework, BAD_LR, CLIP)
+    assert not trace.diverged
+    assert trace.final_loss(20) < trained(framework, GOOD_LR).final_loss(20)
+    applied = np.sqrt((trace.clipped_grad_norms**2).sum(axis=1))
+    assert np.all(applied <= CLIP * (1 + 1e-4))
+    assert np.mean(applied < trace.grad_norm_total * (1 - 1e-6)) > 0.9
+    # Norms before clipping stay above 1.0: diagnose still says "exploding".
+    assert diagnose(trace).verdict == "exploding"
+    assert diagnose(trace)["grad_norm_above_1"].present
+
+
+def test_both_frameworks_agree_on_where_the_broken_run_overflows() -> None:
+    torch_trace, keras_trace = (trained(fw, BAD_LR) for fw in FRAMEWORKS)
+    assert abs(torch_trace.first_nonfinite_step - keras_trace.first_nonfinite_step) <= 3
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_with_relu_the_bad_learning_rate_kills_the_convolutions_without_nan(
+    framework: str,
+) -> None:
+    trace = TRAIN[framework](BAD_LR, activation="relu")
+    assert not trace.diverged
+    assert np.all(np.median(trace.grad_norms[:, :2], axis=0) == 0.0)
+    assert diagnose(trace)["growing_weights"].present
+    assert diagnose(trace).verdict == "exploding"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_exercise_threshold_between_0_005_and_0_01(framework: str) -> None:
+    assert not TRAIN[framework](0.005).diverged
+    late = TRAIN[framework](0.01).first_nonfinite_step
+    assert late is not None and late > trained(framework, BAD_LR).first_nonfinite_step
