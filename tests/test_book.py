@@ -52,15 +52,19 @@ def solution_sentences() -> dict[str, list[str]]:
     import re
 
     found: dict[str, list[str]] = {}
+    pattern = re.compile(r"^:{3,}\{solution\}.*?\n(.*?)^:{3,}\s*$", re.S | re.M)
     for name in toc_files():
         if not name.startswith("chapters/"):
             continue
         text = (ROOT / f"{name}.md").read_text()
-        for block in re.findall(r"^:{3,}\{solution\}.*?\n(.*?)^:{3,}\s*$", text, re.S | re.M):
+        # Words that also occur outside the solutions prove nothing.
+        outside = " ".join(pattern.sub("", text).split())
+        for block in pattern.findall(text):
             lines = [
                 line.strip() for line in block.splitlines()
                 if line.strip() and not line.startswith((":", "`", " ", "#", "$", "|", "-"))
-                and re.fullmatch(r"[A-Za-z ,.'()]+", line.strip()) and len(line.split()) >= 6
+                and re.fullmatch(r"[A-Za-z ,.()]+", line.strip()) and len(line.split()) >= 6
+                and " ".join(line.split()[:6]) not in outside
             ]
             if lines:
                 found.setdefault(name, []).append(max(lines, key=len))
