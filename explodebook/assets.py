@@ -5,7 +5,7 @@ normally load from third-party CDNs: MathJax (the equations), RequireJS and
 the Jupyter widgets HTML manager (widgets in static pages). Readers on
 networks that block or slow those CDNs would get a book without equations
 and widgets, so the build fetches them from the npm registry instead, at
-pinned versions whose checksums are checked, and `_config.yml` points
+pinned versions whose checksums are checked, and ``_config.yml`` points
 Sphinx and MyST-NB at the local copies (``html_static_path: [_vendor]``).
 
 Nothing here is committed: ``make book`` runs

@@ -115,6 +115,8 @@ def check_renders_offline_without_errors(visit: Visit) -> None:
     assert visit.failed == [], f"{visit.name}: failed requests {visit.failed[:5]}"
     assert visit.errors == [], f"{visit.name}: console errors {visit.errors[:5]}"
     assert _images_decoded(page) == [], f"{visit.name}: images that did not decode"
+    # An `explore` widget whose default setting failed shows this message.
+    assert "Cannot run this setting" not in page.content(), f"{visit.name}: a widget failed"
     if visit.name.startswith("chapters/"):
         assert page.locator("main img").count() >= 1, f"{visit.name} has no figure"
     # Equations are typeset by the book's own MathJax.

@@ -79,8 +79,8 @@ def assemble_trace(
         spec: the run's `RunSpec`; ``None`` puts a placeholder
             ``RunSpec(steps=n)`` in the trace (a model of your own has no
             spec) and ``extra["spec"] = "placeholder"``.
-        wall_time: seconds of training, for `Trace.wall_time`.
-        extra: more entries for `Trace.extra` (JSON-serialisable).
+        wall_time: seconds of training, for ``Trace.wall_time``.
+        extra: more entries for ``Trace.extra`` (JSON-serialisable).
 
     Returns:
         the `Trace`. Layer norms combine their parameters' norms in float64

@@ -41,7 +41,7 @@ model's first ``fit`` pays anyway.
 
 Works with ``jit_compile`` off and on, with ``steps_per_execution`` of 1 or
 more, with ``run_eagerly=True``, and across several epochs and several
-``fit`` calls (the steps accumulate; `reset` forgets them), also for
+``fit`` calls (the steps accumulate; ``reset()`` forgets them), also for
 subclassed models that create their variables on their first call. A layer is a
 Keras layer that directly owns trainable variables, named by its path
 (``variable.path`` without the variable's name, and without the model's

@@ -44,7 +44,7 @@ All parameters must be on one device.
 Cost: per step, three fused ``torch._foreach_norm`` calls (float64 L2 norms
 of all gradients and weights; largest gradient element), a fourth after
 clipping, and a few small tensor ops. The results stay on the device as
-tensors (no synchronisation, no ``.item()``) until `trace` is called; every
+tensors (no synchronisation, no ``.item()``) until ``trace()`` is called; every
 `CHUNK` steps they are stacked into one tensor to keep memory small. The
 same design as the backends' ``LayerRecorder``
 (`explodebook.backends.torch`); `explodebook.monitor.assemble_trace`
@@ -133,7 +133,7 @@ class GradientMonitor:
             runs.
 
     Use it as a context manager, or call `close`, to remove the hooks;
-    `trace` works before and after.
+    ``trace()`` works before and after.
     """
 
     def __init__(
