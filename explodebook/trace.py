@@ -263,3 +263,25 @@ def locate_nonfinite(
         last = len(layers) - 1 - int(np.argmax(bad_g[step][::-1]))
         return step, "gradient", layers[last]
     return step, "loss", None
+
+
+def sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
+    """Sum per-parameter values into per-layer values.
+
+    Args:
+        values: ``(n, P)``, one column per parameter (e.g. squared norms).
+        owner: ``(P,)`` int, the layer index of each parameter.
+        n_layers: ``L``.
+
+    Returns:
+        ``(n, L)`` float64. ``np.add.at`` keeps an inf or NaN inside its
+        own layer (a masked sum would spread it).
+    """
+    out = np.zeros((values.shape[0], n_layers))
+    np.add.at(out.T, owner, values.T)
+    return out
+
+
+def max_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
+    """Largest per-parameter value of each layer: ``(n, P)`` -> ``(n, L)``."""
+    return np.column_stack([values[:, owner == k].max(axis=1) for k in range(n_layers)])

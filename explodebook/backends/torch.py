@@ -19,7 +19,7 @@ from torch import nn
 
 from explodebook.data import batch_indices, dataset_for
 from explodebook.spec import RunSpec
-from explodebook.trace import Trace, locate_nonfinite
+from explodebook.trace import Trace, locate_nonfinite, max_layers, sum_layers
 from explodebook.weights import GATES, LayerWeights, initial_weights, input_size
 
 __all__ = [
@@ -329,12 +329,12 @@ class LayerRecorder:
         n_params = len(self.params)
         loss = torch.stack(self._loss).double().numpy()
         norms = _stack(self._norms)
-        grad_sq = _sum_layers(norms[:, :n_params] ** 2, self.owner, self.n_layers)
-        weight = np.sqrt(_sum_layers(norms[:, n_params:] ** 2, self.owner, self.n_layers))
-        max_abs = _max_layers(_stack(self._max_abs), self.owner, self.n_layers)
+        grad_sq = sum_layers(norms[:, :n_params] ** 2, self.owner, self.n_layers)
+        weight = np.sqrt(sum_layers(norms[:, n_params:] ** 2, self.owner, self.n_layers))
+        max_abs = max_layers(_stack(self._max_abs), self.owner, self.n_layers)
         clipped = np.sqrt(grad_sq)
         for step, value in self._clipped.items():
-            clipped[step] = np.sqrt(_sum_layers(_stack([value]) ** 2, self.owner, self.n_layers))
+            clipped[step] = np.sqrt(sum_layers(_stack([value]) ** 2, self.owner, self.n_layers))
         with np.errstate(invalid="ignore", over="ignore"):
             total = np.sqrt(grad_sq.sum(axis=1))
         rows = np.column_stack([loss, total, np.sqrt(grad_sq), clipped, max_abs, weight])
@@ -353,15 +353,6 @@ def _stack(rows: list[list[torch.Tensor]]) -> np.ndarray:
     return flat.double().reshape(len(rows), -1).numpy()
 
 
-def _sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
-    # (n, P) -> (n, L); np.add.at keeps an inf or NaN inside its own layer.
-    out = np.zeros((values.shape[0], n_layers))
-    np.add.at(out.T, owner, values.T)
-    return out
-
-
-def _max_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
-    return np.column_stack([values[:, owner == k].max(axis=1) for k in range(n_layers)])
 
 
 @contextmanager

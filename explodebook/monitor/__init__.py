@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from explodebook.spec import RunSpec
-from explodebook.trace import Trace, locate_nonfinite
+from explodebook.trace import Trace, locate_nonfinite, max_layers, sum_layers
 
 __all__ = ["torch", "keras", "get", "assemble_trace"]
 
@@ -102,10 +102,10 @@ def assemble_trace(
         values[:, 1 + i * n_params : 1 + (i + 1) * n_params] for i in range(4)
     )
     with np.errstate(invalid="ignore", over="ignore"):
-        grad_sq = _sum_layers(grad**2, owner, n_layers)
+        grad_sq = sum_layers(grad**2, owner, n_layers)
         grad_norms = np.sqrt(grad_sq)
-        weight_norms = np.sqrt(_sum_layers(weight**2, owner, n_layers))
-        clipped_norms = np.sqrt(_sum_layers(clipped**2, owner, n_layers))
+        weight_norms = np.sqrt(sum_layers(weight**2, owner, n_layers))
+        clipped_norms = np.sqrt(sum_layers(clipped**2, owner, n_layers))
         total = np.sqrt(grad_sq.sum(axis=1))
     step, kind, layer = locate_nonfinite(loss, grad_norms, weight_norms, layers)
     info: dict[str, Any] = {
@@ -125,7 +125,7 @@ def assemble_trace(
         grad_norm_total=total,
         grad_norms=grad_norms,
         clipped_grad_norms=clipped_norms,
-        grad_max_abs=_max_layers(max_abs, owner, n_layers),
+        grad_max_abs=max_layers(max_abs, owner, n_layers),
         weight_norms=weight_norms,
         first_nonfinite_step=step,
         first_nonfinite_kind=kind,
@@ -134,18 +134,6 @@ def assemble_trace(
         extra=info,
     )
 
-
-# The backends' per-layer reductions (explodebook.backends.torch has the same
-# two helpers; they are repeated here so that this module stays free of torch).
-def _sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
-    # (n, P) -> (n, L); np.add.at keeps an inf or NaN inside its own layer.
-    out = np.zeros((values.shape[0], n_layers))
-    np.add.at(out.T, owner, values.T)
-    return out
-
-
-def _max_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
-    return np.column_stack([values[:, owner == k].max(axis=1) for k in range(n_layers)])
 
 
 def _blame_parameter(
