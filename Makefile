@@ -11,15 +11,22 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv assets book book-student test test-fast lab bench clean
+.PHONY: help venv assets book book-student assignment assignments grade test test-fast lab bench clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
 	@echo "make book-student  the same book without exercise solutions, into _build/student/_build/html"
+	@echo "make assignment CHAPTER=07  turn chapters/07_*.md into an otter-grader assignment"
+	@echo "make assignments  the same for every chapter"
+	@echo "make grade CHAPTER=07 SUBMISSIONS=dir  grade a folder of notebooks into a CSV"
 	@echo "make test       run the test suite, including a full book build"
 	@echo "make test-fast  the test suite without the book build"
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
 	@echo "make bench      run the benchmarks, write benchmarks/results.md"
+	@echo "make pages      the book ready for GitHub Pages or any static host (_build/html)"
+	@echo "make pages-student  the student edition, the same way"
+	@echo "make notebooks  the chapters as .ipynb (what Colab/Binder open) in _build/notebooks"
+	@echo "make launch-tree  the files of the launch branch, in _build/launch"
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed (3.11 recommended), found " + sys.version' 
@@ -49,6 +56,23 @@ book-student: assets
 	@echo
 	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
 
+# Coursework: a chapter as an otter-grader assignment (student notebook,
+# solutions, autograder.zip) in _build/assignments/<chapter>/, and grading
+# a folder of submitted notebooks into _build/grades/<chapter>.csv.
+CHAPTERS   = $(sort $(wildcard chapters/*.md))
+CHAPTER_MD = $(wildcard chapters/$(CHAPTER)*.md)
+
+assignment: $(STAMP)
+	@test -n "$(CHAPTER)" -a -n "$(CHAPTER_MD)" || { echo "say which chapter, e.g. make assignment CHAPTER=07"; exit 2; }
+	$(BIN)/python -m explodebook.coursework assign $(CHAPTER_MD)
+
+assignments: $(STAMP)
+	$(BIN)/python -m explodebook.coursework assign $(CHAPTERS)
+
+grade: $(STAMP)
+	@test -n "$(CHAPTER)" -a -n "$(CHAPTER_MD)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=07 SUBMISSIONS=folder-of-notebooks"; exit 2; }
+	$(BIN)/python -m explodebook.coursework grade _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip $(SUBMISSIONS) --csv _build/grades/$(basename $(notdir $(CHAPTER_MD))).csv --feedback _build/grades/$(basename $(notdir $(CHAPTER_MD)))-feedback
+
 test: assets
 	MPLBACKEND=agg $(BIN)/python -m pytest
 
@@ -64,3 +88,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf _build _vendor
+
+# Publishing: pages, pages-student, notebooks, launch-tree
+include publish.mk

@@ -5,13 +5,32 @@ after the HTML builder has copied the registered scripts, so every page
 declared ``const THEBE_JS_URL`` twice, and browsers reported "Identifier
 'THEBE_JS_URL' has already been declared" on every page. This extension
 drops exact duplicates from each page's script list.
+
+It also makes the Colab/Binder launch buttons open notebooks: for a MyST
+Markdown page, sphinx-book-theme links ``<page>.md`` unless an ``.ipynb`` of
+the same name lies next to it at build time, and Colab cannot open ``.md``.
+The launch notebooks are generated (``python -m explodebook.publish``) and
+pushed to the launch branch (``repository.branch``), never kept next to
+the chapters, so the links are pointed at ``<page>.ipynb`` here.
+
+And it gives the ``.ipynb`` download its outputs: the theme offers MyST-NB's
+copy of the executed notebook (``jupyter_execute/<page>.ipynb``), but
+MyST-NB 1.4 writes that copy without outputs when a page's outputs come from
+the execution cache (it writes the notebook it read, not the merged one),
+so the download of a chapter not executed in that build had none. They are
+merged in from the same cache the page was rendered from.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 __all__ = ["setup"]
+
+#: sphinx-book-theme's label of the launch buttons' group.
+_LAUNCH_GROUP = "launch-buttons"
 
 
 def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -33,8 +52,50 @@ def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, d
     context["script_files"] = unique
 
 
+def _launch_notebooks(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Point a MyST page's launch buttons at ``<page>.ipynb``."""
+    suffix = context.get("page_source_suffix")
+    if suffix != ".md":
+        return
+    # The page's path as the theme writes it in each URL (Colab: at the end;
+    # Binder: the end of ``urlpath``; JupyterHub: before ``&branch=``).
+    pattern = re.compile(re.escape(pagename + suffix) + r"(?=$|[&#?])")
+    for group in context.get("header_buttons") or []:
+        if isinstance(group, dict) and group.get("label") == _LAUNCH_GROUP:
+            for button in group.get("buttons", []):
+                if button.get("url"):
+                    button["url"] = pattern.sub(pagename + ".ipynb", button["url"])
+
+
+def _executed_download(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Merge the cached outputs into the page's ``.ipynb`` download if it has none."""
+    source = context.get("ipynb_source")
+    config = getattr(app.env, "mystnb_config", None)
+    if not source or config is None or config.execution_mode != "cache":
+        return
+    path = Path(app.outdir, "_sources", source)
+    if not path.is_file():
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    if not code or any(cell.get("outputs") for cell in code):
+        return
+    try:
+        _, merged = get_cache(config.execution_cache_path).merge_match_into_notebook(notebook)
+    except KeyError:  # not in the cache (the page shows no outputs either)
+        return
+    nbformat.write(merged, path)
+
+
 def setup(app: Any) -> dict[str, Any]:
-    """Register the page hook (Sphinx calls this)."""
+    """Register the page hooks (Sphinx calls this)."""
     # After the extensions that add scripts in html-page-context.
     app.connect("html-page-context", _dedupe_scripts, priority=900)
+    # After sphinx-book-theme builds the launch buttons (priority 501).
+    app.connect("html-page-context", _launch_notebooks, priority=600)
+    # After the theme copies the executed notebook to _sources (priority 501).
+    app.connect("html-page-context", _executed_download, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

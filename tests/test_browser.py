@@ -107,6 +107,7 @@ def test_page(visit: Visit) -> None:
     check_renders_offline_without_errors(visit)
     check_sliders_move_and_change_the_frame(visit)
     check_exercise_solutions_open_from_their_dropdown(visit)
+    check_framework_tabs_switch(visit)
 
 
 def check_renders_offline_without_errors(visit: Visit) -> None:
@@ -158,6 +159,29 @@ def check_exercise_solutions_open_from_their_dropdown(visit: Visit) -> None:
             dropdown.locator(".toggle-button, button, p.admonition-title").first.click()
             page.wait_for_timeout(300)
         assert body.is_visible(), f"{visit.name}: solution {i} did not open"
+
+
+def check_framework_tabs_switch(visit: Visit) -> None:
+    """Clicking a framework's tab shows its code, in every tab set of the page."""
+    page = visit.page
+    tab_sets = page.locator(".sd-tab-set")
+    for framework in ("Keras", "PyTorch"):
+        for i in range(tab_sets.count()):
+            tab_set = tab_sets.nth(i)
+            tab_set.scroll_into_view_if_needed()
+            tab_set.locator("label.sd-tab-label", has_text=framework).click()
+            # the tab sets share one sync group: every set shows the framework
+            for j in range(tab_sets.count()):
+                other = tab_sets.nth(j)
+                labels = other.locator("label.sd-tab-label")
+                contents = other.locator(".sd-tab-content")
+                shown = [contents.nth(k).is_visible() for k in range(contents.count())]
+                titles = [labels.nth(k).inner_text().strip() for k in range(labels.count())]
+                assert shown.count(True) == 1, f"{visit.name}: tab set {j} shows {shown}"
+                assert titles[shown.index(True)] == framework, (
+                    f"{visit.name}: clicked {framework} in tab set {i}, set {j} shows "
+                    f"{titles[shown.index(True)]}"
+                )
 
 
 def test_search_finds_clipnorm(browser, server) -> None:

@@ -1,11 +1,18 @@
-"""``python -m explodebook.coursework student-config [--output PATH]``."""
+"""Coursework commands for instructors.
+
+``python -m explodebook.coursework student-config [--output PATH]``
+    the student edition's Jupyter Book configuration (``make book-student``);
+``python -m explodebook.coursework assign CHAPTER [--out DIR]``
+    turn a chapter into an otter-grader assignment (``make assignment``);
+``python -m explodebook.coursework grade AUTOGRADER SUBMISSION... [--csv PATH]``
+    grade notebooks (or folders of them) into a CSV, without Docker.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from explodebook.coursework.edition import write_student_config
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +27,42 @@ def main(argv: list[str] | None = None) -> int:
     student.add_argument(
         "--output", default="_build/student_config.yml", help="where to write it"
     )
+    assign = commands.add_parser("assign", help="turn chapters into otter-grader assignments")
+    assign.add_argument("chapters", nargs="+", help="chapter files (chapters/NN_name.md)")
+    assign.add_argument("--book", default=".", help="the book's directory (default: .)")
+    assign.add_argument(
+        "--out", default="_build/assignments", help="one folder per chapter is made in it"
+    )
+    grade = commands.add_parser("grade", help="grade submitted notebooks into a CSV")
+    grade.add_argument("autograder", help="the assignment's autograder.zip")
+    grade.add_argument("submissions", nargs="+", help="notebooks or folders of notebooks")
+    grade.add_argument("--csv", default="grades.csv", help="where to write the scores")
+    grade.add_argument(
+        "--feedback", default=None, help="a folder for each submission's failed-check messages"
+    )
     args = parser.parse_args(argv)
+
     if args.command == "student-config":
+        from explodebook.coursework.edition import write_student_config
+
         print(write_student_config(args.book, args.output))
+    elif args.command == "assign":
+        from explodebook.coursework.assignment import assign as make_assignment
+
+        for chapter in map(Path, args.chapters):
+            files = make_assignment(chapter, Path(args.out) / chapter.stem, book=args.book)
+            graded = ", ".join(files.questions) or "none (every exercise is graded by hand)"
+            print(f"{chapter.name}:\n  student notebook  {files.student}\n"
+                  f"  solutions         {files.solution}\n  autograder        {files.autograder}\n"
+                  f"  autograded        {graded}")
+    elif args.command == "grade":
+        from explodebook.coursework.grading import grade as grade_all
+
+        table = grade_all(args.submissions, args.autograder, args.csv, args.feedback)
+        print(table.drop(columns="error").to_string())
+        print(f"\nscores written to {args.csv}")
+        if (table["error"] != "").any():
+            print("could not run:", ", ".join(table.index[table["error"] != ""]), file=sys.stderr)
     return 0
 
 

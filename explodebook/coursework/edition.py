@@ -51,6 +51,9 @@ def student_config(config: dict[str, Any], cache_dir: str | Path) -> dict[str, A
     sphinx_config = sphinx.setdefault("config", {})
     sphinx_config["hide_solutions"] = True
     sphinx_config["html_copy_source"] = False
+    # Jupyter Book 1.0.4 does not pass html.use_download_button on to the
+    # theme: switch the download menu off in the theme's own options.
+    sphinx_config.setdefault("html_theme_options", {})["use_download_button"] = False
     html = out.setdefault("html", {})
     for button in ("use_download_button", "use_repository_button", "use_issues_button"):
         html[button] = False

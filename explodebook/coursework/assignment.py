@@ -1,0 +1,400 @@
+"""A chapter as an otter-grader assignment.
+
+One source of truth: the question text and the reference answer are the
+chapter's own ``exercise`` and ``solution`` directives. A small YAML file
+per chapter, ``explodebook/coursework/checks/<chapter>.yml``, adds only what
+a grader needs and the book does not show: which exercises are autograded,
+the name(s) the answer is stored in, points, and the checks. Exercises
+without an entry become free-response questions, graded by hand, with the
+chapter's solution in the instructor's notebook.
+
+``assign(chapter, out)`` writes a *master notebook* in otter-grader's
+format (the chapter's prose and experiments, then the exercises as
+questions) and runs ``otter assign`` on it, which produces
+
+- ``out/student/<chapter>.ipynb``: answer cells blanked, public checks
+  (``grader.check("label")``) the student can run;
+- ``out/autograder/<chapter>.ipynb``: the reference solutions;
+- ``out/autograder/autograder.zip``: every check, hidden ones included,
+  for ``otter run`` (see `explodebook.coursework.grading`).
+
+Grading re-executes a submission. So that one notebook grades in seconds,
+only the chapter's first code cell (imports and helpers) and the answer
+cells run when grading; the chapter's experiments carry otter's
+``otter_ignore`` tag. An autograded answer cell must therefore be
+self-contained apart from the names the first cell defines, and the
+question says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from explodebook.coursework.myst import (
+    Exercise,
+    cite_labels,
+    glued_values,
+    split_exercises,
+    to_jupyter_markdown,
+)
+
+__all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "assign"]
+
+#: Where each chapter's grading file lives.
+CHECKS_DIR = Path(__file__).with_name("checks")
+#: Code cells with this tag are skipped when otter grades a notebook.
+IGNORE_TAG = "otter_ignore"
+#: Points of a question graded by hand (an exercise without checks).
+MANUAL_POINTS = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    """One otter test case: a function whose arguments name notebook variables.
+
+    Attributes:
+        code: the test function's source (``def test_x(answer): assert ...``).
+            It runs in the grader's namespace, not the notebook's: it must
+            import what it uses.
+        hidden: hidden checks run only in the autograder; public ones also
+            run when the student calls ``grader.check``.
+    """
+
+    code: str
+    hidden: bool = True
+
+    def cell_source(self) -> str:
+        """The test cell otter-grader expects: config, the function, its call."""
+        tree = ast.parse(self.code)
+        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        if len(tree.body) != 1 or not functions:
+            raise ValueError(f"a check must be exactly one function definition, got:\n{self.code}")
+        function = functions[0]
+        args = ", ".join(a.arg for a in function.args.args)
+        config = f'""" # BEGIN TEST CONFIG\nhidden: {str(self.hidden).lower()}\n""" # END TEST CONFIG\n'
+        return f"{config}{self.code.rstrip()}\n\n{function.name}({args})"
+
+
+@dataclass(frozen=True)
+class Question:
+    """An autograded exercise.
+
+    Attributes:
+        label: the chapter exercise's label; also the otter question name.
+        answer: the variable names the answer cell must define.
+        instructions: what to store in those names (Markdown), appended to
+            the exercise's text.
+        checks: the test cases; the question's points are split evenly.
+        points: the question's points.
+    """
+
+    label: str
+    answer: tuple[str, ...]
+    instructions: str
+    checks: tuple[Check, ...]
+    points: int = 2
+
+
+@dataclass(frozen=True)
+class AssignmentFiles:
+    """What `assign` wrote."""
+
+    student: Path
+    solution: Path
+    autograder: Path
+    master: Path
+    questions: list[str] = field(default_factory=list)
+
+
+def _checks_file(chapter: Path) -> Path:
+    return CHECKS_DIR / f"{chapter.stem}.yml"
+
+
+def load_questions(chapter: str | Path) -> dict[str, Question]:
+    """The autograded questions of a chapter, by exercise label (may be empty)."""
+    path = _checks_file(Path(chapter))
+    if not path.exists():
+        return {}
+    raw = yaml.safe_load(path.read_text()) or {}
+    questions: dict[str, Question] = {}
+    for label, entry in (raw.get("questions") or {}).items():
+        answer = entry["answer"]
+        questions[label] = Question(
+            label=label,
+            answer=tuple([answer] if isinstance(answer, str) else answer),
+            instructions=entry["instructions"].strip(),
+            checks=tuple(Check(c["code"], c.get("hidden", True)) for c in entry["checks"]),
+            points=int(entry.get("points", 2)),
+        )
+    return questions
+
+
+def _assigned_names(code: str) -> set[str]:
+    """Names a code block assigns at its top level or in its loops."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(code)):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        elif isinstance(node, (ast.For, ast.With)):
+            targets = [node.target] if isinstance(node, ast.For) else []
+        for target in targets:
+            for sub in ast.walk(target):
+                if isinstance(sub, ast.Name):
+                    names.add(sub.id)
+    return names
+
+
+def _reference_code(exercise: Exercise, question: Question, chapter: Path) -> str:
+    """The solution's code, checked to define the answer's names."""
+    blocks = exercise.solution_code
+    if not blocks:
+        raise ValueError(
+            f"{chapter.name}: exercise {exercise.label!r} is autograded but its solution has "
+            "no ```python block to serve as the reference answer"
+        )
+    code = "\n\n".join(blocks)
+    missing = [name for name in question.answer if name not in _assigned_names(code)]
+    if missing:
+        raise ValueError(
+            f"{chapter.name}: the solution of {exercise.label!r} must assign {missing} "
+            f"(the answer names in {_checks_file(chapter).name})"
+        )
+    return code
+
+
+def _raw(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_raw_cell(text)
+
+
+def _markdown(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(text)
+
+
+def _code(text: str, tags: list[str] | None = None) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(text)
+    if tags:
+        cell.metadata["tags"] = tags
+    return cell
+
+
+def _autograded(
+    exercise: Exercise, question: Question, number: int, chapter: Path, md: Any
+) -> list[nbformat.NotebookNode]:
+    reference = _reference_code(exercise, question, chapter)
+    placeholder = "\n".join(f"{name} = ..." for name in question.answer)
+    points = f"{question.points} point{'s' if question.points != 1 else ''}"
+    prompt = (
+        f"**Exercise {number}** ({points}, autograded)\n\n{md(exercise.prompt)}"
+        f"\n\n**Your answer:** {md(question.instructions)} The answer cell may use the names "
+        "the chapter's first code cell defines; define everything else it needs in the cell "
+        "itself (grading runs only that first cell and the answer cells). Then run the check "
+        "below it."
+    )
+    solution = (
+        f"# BEGIN SOLUTION NO PROMPT\n{reference}\n# END SOLUTION\n"
+        f'""" # BEGIN PROMPT\n{placeholder}\n""" # END PROMPT'
+    )
+    return [
+        _raw(f"# BEGIN QUESTION\nname: {question.label}\npoints: {question.points}"),
+        _markdown(prompt),
+        _raw("# BEGIN SOLUTION"),
+        _code(solution),
+        _raw("# END SOLUTION"),
+        _raw("# BEGIN TESTS"),
+        *[_code(check.cell_source()) for check in question.checks],
+        _raw("# END TESTS"),
+        _raw("# END QUESTION"),
+    ]
+
+
+def _manual(exercise: Exercise, number: int, md: Any) -> list[nbformat.NotebookNode]:
+    solution = md(exercise.solution) if exercise.solution else "(no reference solution)"
+    return [
+        _raw(f"# BEGIN QUESTION\nname: {exercise.label}\nmanual: true\npoints: {MANUAL_POINTS}"),
+        _markdown(
+            f"**Exercise {number}** ({MANUAL_POINTS} point, graded by hand)\n\n"
+            f"{md(exercise.prompt)}"
+        ),
+        _raw("# BEGIN SOLUTION"),
+        _markdown(solution),
+        _raw("# END SOLUTION"),
+        _raw("# END QUESTION"),
+    ]
+
+
+# The chapters glue numbers into the book's prose with MyST-NB; a notebook
+# opened elsewhere (Colab) may not have it, and needs no glue.
+_GLUE_FALLBACK = """\
+try:
+    from myst_nb import glue  # records numbers for the book's prose
+except ImportError:  # not building the book: nothing to record
+    def glue(name, value, display=True):
+        return None
+"""
+
+
+def _setup_cell(code: str, notebook: str, repository: str) -> str:
+    """The chapter's first cell, made to run outside the book's environment too."""
+    install = textwrap.dedent(
+        f"""\
+        # Set-up. Outside the book's environment (e.g. on Colab) this first
+        # installs the companion package and the grader.
+        import importlib.util
+
+        if not all(importlib.util.find_spec(m) for m in ("explodebook", "otter")):
+            %pip install -q otter-grader "explodebook[torch,keras,widgets] @ git+{repository}"
+
+        import os
+
+        import otter
+
+        # The checks live in this notebook's metadata. A renamed copy finds
+        # itself when it is the only notebook in its folder (and grading
+        # needs no name).
+        grader = otter.Notebook("{notebook}" if os.path.exists("{notebook}") else None)
+        """
+    )
+    return install + "\n" + code
+
+
+def _book_settings(book: Path) -> dict[str, Any]:
+    config = book / "_config.yml"
+    return yaml.safe_load(config.read_text()) if config.exists() else {}
+
+
+def master_notebook(
+    chapter: str | Path,
+    *,
+    book: str | Path = ".",
+    questions: dict[str, Question] | None = None,
+) -> nbformat.NotebookNode:
+    """The otter-grader master notebook of a chapter.
+
+    Args:
+        chapter: the chapter's MyST Markdown file.
+        book: the book's directory: its ``_config.yml`` (repository URL),
+            ``references.bib`` (citations) and, if the book was built,
+            ``_build/jupyter_execute`` (the chapter's glued numbers).
+        questions: the autograded questions; default `load_questions`.
+
+    Raises:
+        ValueError: the grading file names an exercise the chapter does not
+            have, or a reference solution does not define its answer.
+    """
+    import jupytext
+
+    chapter, book = Path(chapter), Path(book)
+    questions = load_questions(chapter) if questions is None else questions
+    settings = _book_settings(book)
+    repository = settings.get("repository", {}).get("url", "")
+    rel = chapter.resolve().relative_to(book.resolve()) if chapter.is_absolute() else chapter
+    glue = glued_values(book / "_build" / "jupyter_execute" / rel.with_suffix(".glue.json"))
+    citations = cite_labels(book / "references.bib")
+
+    def md(text: str) -> str:
+        return to_jupyter_markdown(text, glue, citations)
+
+    source = jupytext.read(chapter)
+    cells: list[nbformat.NotebookNode] = [
+        _raw(
+            "# ASSIGNMENT CONFIG\n"
+            + yaml.safe_dump(
+                {
+                    "name": chapter.stem,
+                    "init_cell": False,
+                    "check_all_cell": True,
+                    "export_cell": False,
+                    "run_tests": False,
+                    "tests": {"ok_format": False},
+                }
+            )
+        ),
+        _markdown(
+            f"*This assignment is chapter `{chapter.stem}` of the Exploding Gradients book. "
+            "Run the cells in order; the experiments take a little while on a laptop CPU. "
+            "Answer each exercise in its answer cell and run the check under it: public "
+            "checks tell you whether your answer has the right form; more checks run when "
+            "your notebook is graded.*"
+        ),
+    ]
+    seen: set[str] = set()
+    first_code = True
+    number = 0
+    for cell in source.cells:
+        if cell.cell_type == "code":
+            code = cell.source
+            if first_code:
+                code = code.replace("from myst_nb import glue\n", _GLUE_FALLBACK)
+                cells.append(_code(_setup_cell(code, f"{chapter.stem}.ipynb", repository)))
+                first_code = False
+            else:
+                cells.append(_code(code, [IGNORE_TAG]))
+            continue
+        if cell.cell_type != "markdown":
+            continue
+        for segment in split_exercises(cell.source):
+            if segment.exercise is None:
+                cells.append(_markdown(md(segment.text)))
+                continue
+            number += 1
+            label = segment.exercise.label
+            seen.add(label)
+            if label in questions:
+                cells += _autograded(segment.exercise, questions[label], number, chapter, md)
+            else:
+                cells += _manual(segment.exercise, number, md)
+    unknown = sorted(set(questions) - seen)
+    if unknown:
+        raise ValueError(
+            f"{_checks_file(chapter).name} grades {unknown}, but {chapter.name} has no "
+            f"exercise with that label (it has {sorted(seen)})"
+        )
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata.update(
+        kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
+        language_info={"name": "python"},
+    )
+    return notebook
+
+
+def assign(chapter: str | Path, out: str | Path, *, book: str | Path = ".") -> AssignmentFiles:
+    """Turn a chapter into an otter-grader assignment in ``out``.
+
+    Writes ``out/source/<chapter>.ipynb`` (the master notebook) and runs
+    ``otter assign`` on it; see the module's docstring for what it makes.
+    ``out`` is emptied first.
+    """
+    from otter.assign import main as otter_assign
+
+    chapter, out = Path(chapter), Path(out)
+    if not chapter.exists():
+        raise FileNotFoundError(f"no chapter at {chapter}")
+    notebook = master_notebook(chapter, book=book)
+    if out.exists():
+        shutil.rmtree(out)
+    master = out / "source" / f"{chapter.stem}.ipynb"
+    master.parent.mkdir(parents=True)
+    nbformat.write(notebook, master)
+    otter_assign(str(master), str(out), no_pdfs=True, no_run_tests=True)
+    zips = sorted((out / "autograder").glob("*-autograder_*.zip"))
+    if len(zips) != 1:
+        raise RuntimeError(f"otter assign wrote {len(zips)} autograder zips in {out / 'autograder'}")
+    autograder = zips[0].rename(out / "autograder" / "autograder.zip")
+    return AssignmentFiles(
+        student=out / "student" / f"{chapter.stem}.ipynb",
+        solution=out / "autograder" / f"{chapter.stem}.ipynb",
+        autograder=autograder,
+        master=master,
+        questions=sorted(load_questions(chapter)),
+    )

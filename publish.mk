@@ -1,0 +1,33 @@
+# Publishing the book (included by the Makefile). The GitHub Pages workflow
+# (.github/workflows/pages.yml) runs `make pages` and `make launch-tree`;
+# both run offline on any machine, after `make book` has fetched _vendor.
+
+# Generated, never committed: the launch notebooks and the launch branch's tree.
+NOTEBOOKS_DIR ?= _build/notebooks
+LAUNCH_DIR    ?= _build/launch
+
+.PHONY: notebooks pages pages-student launch-tree
+
+# Every chapter of _toc.yml as an .ipynb (jupytext, no outputs), under
+# $(NOTEBOOKS_DIR)/chapters/: what the Colab/Binder launch buttons open.
+notebooks: $(STAMP)
+	$(BIN)/python -m explodebook.publish notebooks $(NOTEBOOKS_DIR)
+
+# The site, ready to upload to GitHub Pages or any static host, under any
+# sub-path (every link is relative): _build/html. Fails on a broken link.
+pages: book
+	$(BIN)/python -m explodebook.publish check-site _build/html
+	touch _build/html/.nojekyll
+	@echo "Upload $(CURDIR)/_build/html (for example to https://<org>.github.io/<repo>/)"
+
+# The student edition, the same way: _build/student/_build/html.
+pages-student: book-student
+	$(BIN)/python -m explodebook.publish check-site _build/student/_build/html
+	touch _build/student/_build/html/.nojekyll
+	@echo "Upload $(CURDIR)/_build/student/_build/html"
+
+# The launch branch's files (repository.branch in _config.yml): the committed
+# files of HEAD, the notebooks next to their chapters, Binder's configuration.
+# The workflow commits this tree and force-pushes it to that branch.
+launch-tree: $(STAMP)
+	$(BIN)/python -m explodebook.publish launch-tree $(LAUNCH_DIR)
