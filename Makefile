@@ -85,6 +85,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/monitor_overhead.py --out benchmarks/monitor_results.md
+	$(BIN)/python benchmarks/grading.py --out benchmarks/grading_results.md
 
 clean:
 	rm -rf _build _vendor

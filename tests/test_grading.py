@@ -11,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from conftest import ROOT
-from explodebook.coursework.assignment import assign, load_questions
-from explodebook.coursework.grading import grade, grade_notebook
+from explodebook.coursework.__main__ import main as cli
+from explodebook.coursework.assignment import AssignmentFiles, load_questions
+from explodebook.coursework.grading import grade_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +62,18 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
 
 @pytest.fixture(scope="module", params=sorted(WRONG))
 def assignment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The chapter's assignment, made by the command the README gives."""
     chapter = ROOT / "chapters" / f"{request.param}.md"
-    return assign(chapter, tmp_path_factory.mktemp(request.param), book=ROOT)
+    out = tmp_path_factory.mktemp(request.param)
+    assert cli(["assign", str(chapter), "--book", str(ROOT), "--out", str(out)]) == 0
+    stem = chapter.stem
+    return AssignmentFiles(
+        student=out / stem / "student" / f"{stem}.ipynb",
+        solution=out / stem / "autograder" / f"{stem}.ipynb",
+        autograder=out / stem / "autograder" / "autograder.zip",
+        master=out / stem / "source" / f"{stem}.ipynb",
+        questions=sorted(load_questions(chapter)),
+    )
 
 
 def _answer_cell(notebook: nbformat.NotebookNode, label: str) -> int:
@@ -88,7 +100,10 @@ def test_untouched_student_notebook_scores_zero(assignment, tmp_path: Path) -> N
     folder = tmp_path / "submissions"
     folder.mkdir()
     (folder / "blank.ipynb").write_bytes(assignment.student.read_bytes())
-    table = grade([folder], assignment.autograder, tmp_path / "grades.csv", tmp_path / "feedback")
+    csv, feedback = tmp_path / "grades.csv", tmp_path / "feedback"
+    command = ["grade", str(assignment.autograder), str(folder), "--csv", str(csv)]
+    assert cli([*command, "--feedback", str(feedback)]) == 0
+    table = pd.read_csv(csv, index_col="submission", keep_default_na=False)
     assert list(table.index) == [str(folder / "blank.ipynb")]
     assert set(table.columns) == {*assignment.questions, "total", "possible", "percent", "error"}
     row = table.loc[str(folder / "blank.ipynb")]

@@ -45,6 +45,7 @@ from explodebook.coursework.myst import (
     split_exercises,
     to_jupyter_markdown,
 )
+from explodebook.publish import Repository
 
 __all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "assign"]
 
@@ -244,7 +245,7 @@ except ImportError:  # not building the book: nothing to record
 """
 
 
-def _setup_cell(code: str, notebook: str, repository: str) -> str:
+def _setup_cell(code: str, notebook: str, install_spec: str) -> str:
     """The chapter's first cell, made to run outside the book's environment too."""
     install = textwrap.dedent(
         f"""\
@@ -253,7 +254,7 @@ def _setup_cell(code: str, notebook: str, repository: str) -> str:
         import importlib.util
 
         if not all(importlib.util.find_spec(m) for m in ("explodebook", "otter")):
-            %pip install -q otter-grader "explodebook[torch,keras,widgets] @ git+{repository}"
+            %pip install -q otter-grader "{install_spec}"
 
         import os
 
@@ -297,7 +298,8 @@ def master_notebook(
     chapter, book = Path(chapter), Path(book)
     questions = load_questions(chapter) if questions is None else questions
     settings = _book_settings(book)
-    repository = settings.get("repository", {}).get("url", "")
+    # the same package the book's Colab/Binder notebooks install
+    install_spec = Repository.from_config(settings).install_spec
     rel = chapter.resolve().relative_to(book.resolve()) if chapter.is_absolute() else chapter
     glue = glued_values(book / "_build" / "jupyter_execute" / rel.with_suffix(".glue.json"))
     citations = cite_labels(book / "references.bib")
@@ -336,7 +338,7 @@ def master_notebook(
             code = cell.source
             if first_code:
                 code = code.replace("from myst_nb import glue\n", _GLUE_FALLBACK)
-                cells.append(_code(_setup_cell(code, f"{chapter.stem}.ipynb", repository)))
+                cells.append(_code(_setup_cell(code, f"{chapter.stem}.ipynb", install_spec)))
                 first_code = False
             else:
                 cells.append(_code(code, [IGNORE_TAG]))
