@@ -11,7 +11,7 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv assets book book-student assignment assignments grade test test-fast lab bench clean
+.PHONY: help venv assets book book-student assignment assignments grade test test-fast lab bench bench-book clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-fast  the test suite without the book build"
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
 	@echo "make bench      run the benchmarks, write benchmarks/results.md"
+	@echo "make bench-book time a cold and a warm build of the whole book"
 	@echo "make pages      the book ready for GitHub Pages or any static host (_build/html)"
 	@echo "make pages-student  the student edition, the same way"
 	@echo "make notebooks  the chapters as .ipynb (what Colab/Binder open) in _build/notebooks"
@@ -43,7 +44,12 @@ venv: $(STAMP)
 assets: $(STAMP)
 	$(BIN)/python -m explodebook.assets _vendor
 
+# Chapters run two at a time (one per core) into the execution cache that
+# jupyter-book then reads: it executes nothing itself (explodebook.prebuild).
+JOBS ?= 2
+
 book: assets
+	$(BIN)/python -m explodebook.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
@@ -52,6 +58,7 @@ book: assets
 # sharing the full edition's execution cache (nothing runs twice).
 book-student: assets
 	$(BIN)/python -m explodebook.coursework student-config --output _build/student_config.yml
+	$(BIN)/python -m explodebook.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/student_config.yml --path-output _build/student
 	@echo
 	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"
@@ -86,6 +93,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/monitor_overhead.py --out benchmarks/monitor_results.md
 	$(BIN)/python benchmarks/grading.py --out benchmarks/grading_results.md
+
+# The whole book, cold (empty cache, chapters in parallel) and warm (after a
+# prose edit), on a copy of the tree: benchmarks/book_results.md.
+bench-book: assets
+	$(BIN)/python benchmarks/book_build.py --skip-serial
 
 clean:
 	rm -rf _build _vendor

@@ -47,6 +47,11 @@ def build() -> subprocess.CompletedProcess[str]:
     from explodebook.assets import install
 
     install(ROOT / "_vendor")
+    # As `make book`: the chapters run two at a time into the execution
+    # cache, then jupyter-book renders them and executes nothing.
+    from explodebook.prebuild import prebuild
+
+    prebuild(ROOT, jobs=2)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     return subprocess.run(
         [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"],

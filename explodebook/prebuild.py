@@ -1,0 +1,328 @@
+"""Execute the book's chapters in parallel into the build's execution cache.
+
+Jupyter Book 1 (MyST-NB, ``execute_notebooks: cache``) executes the
+chapters one after the other, each in its own kernel. Most of a chapter's
+time is single-threaded Python (imports, Keras tracing, plotting), so on a
+machine with two cores half of it sits idle. This module does the
+execution step ahead of the build, with a pool of workers, and stores each
+executed chapter in the jupyter-cache database that MyST-NB reads
+(``<path-output>/_build/.jupyter_cache`` unless ``execute.cache`` says
+otherwise). The ``jupyter-book build`` that follows finds every chapter in
+the cache ("Using cached notebook") and executes nothing::
+
+    python -m explodebook.prebuild . --jobs 2
+    jupyter-book build . -W -n --keep-going
+
+Each chapter is read exactly the way MyST-NB reads it (its MyST Markdown
+reader with the book's ``myst_enable_extensions``), so the cache key, a hash
+of the code cells and the kernelspec, is the one MyST-NB computes. Chapters
+already in the cache are skipped. Each kernel runs its math libraries on
+one thread when there is more than one worker (``OMP_NUM_THREADS``,
+``TF_NUM_INTRAOP_THREADS``... default to 1; set them to override), so two
+kernels do not fight over the same cores. ``MPLBACKEND`` is removed from
+the kernels' environment, so that figures are drawn inline even when the
+caller set it (``make test`` sets ``MPLBACKEND=agg``).
+
+A chapter that fails to execute is reported and left out of the cache: the
+build that follows executes it again and reports the error as it always
+has. Per-cell times can be written with ``--timings`` (a JSON file), to see
+where a chapter spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Chapter", "cache_path", "chapters", "main", "notebook_hash", "prebuild", "read_notebook"]
+
+#: Environment variables that pin a kernel's math libraries to one thread
+#: when several kernels run side by side (only set where not already set).
+SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
+
+
+@dataclass
+class Chapter:
+    """One document of the toc that MyST-NB would execute."""
+
+    docname: str
+    path: Path
+    notebook: Any = field(repr=False)  # nbformat.NotebookNode
+    read_fmt: dict | None = None
+    hashkey: str = ""
+    cached: bool = False
+
+
+def _load_config(book: Path, config: Path | None) -> dict[str, Any]:
+    import yaml
+
+    path = config if config is not None else book / "_config.yml"
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def cache_path(book: Path, config: dict[str, Any], path_output: Path | None = None) -> Path:
+    """The execution cache MyST-NB uses for this build.
+
+    ``execute.cache`` if set, else ``<path_output>/_build/.jupyter_cache``
+    (Jupyter Book's default: next to ``_build/html``).
+    """
+    explicit = (config.get("execute") or {}).get("cache")
+    if explicit:
+        return Path(explicit) if Path(explicit).is_absolute() else (book / explicit)
+    return (path_output if path_output is not None else book) / "_build" / ".jupyter_cache"
+
+
+def read_notebook(path: Path, config: dict[str, Any]) -> tuple[Any, dict | None] | None:
+    """Read ``path`` as MyST-NB does; ``None`` if it is not a notebook.
+
+    Returns:
+        the notebook and the reader description jupyter-cache records.
+    """
+    from myst_nb.core.read import is_myst_markdown_notebook, read_myst_markdown_notebook, standard_nb_read
+    from myst_parser.config.main import MdParserConfig
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".ipynb":
+        return standard_nb_read(text), None
+    if path.suffix != ".md" or not is_myst_markdown_notebook(text):
+        return None
+    extensions = (config.get("parse") or {}).get("myst_enable_extensions") or []
+    md_config = MdParserConfig(enable_extensions=set(extensions))
+    notebook = read_myst_markdown_notebook(text, config=md_config, add_source_map=True, path=str(path))
+    return notebook, {"type": "plugin", "name": "myst_nb_md"}
+
+
+def notebook_hash(notebook: Any, cache: Any) -> str:
+    """jupyter-cache's key for ``notebook`` (code cells and kernelspec)."""
+    return cache.create_hashed_notebook(notebook)[1]
+
+
+def chapters(book: Path, config: dict[str, Any], toc: Path | None = None) -> list[Chapter]:
+    """The toc's documents that MyST-NB executes, in toc order."""
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    execute = config.get("execute") or {}
+    excluded = list(execute.get("exclude_patterns") or [])
+    site = parse_toc_yaml(toc if toc is not None else book / "_toc.yml")
+    found = []
+    for docname in site:
+        for suffix in (".md", ".ipynb"):
+            path = book / (docname + suffix)
+            if path.exists():
+                break
+        else:
+            continue
+        rel = path.relative_to(book).as_posix()
+        if any(fnmatch(rel, pattern) for pattern in excluded):
+            continue
+        read = read_notebook(path, config)
+        if read is None:
+            continue
+        notebook, read_fmt = read
+        mode = ((notebook.metadata.get("mystnb") or {}).get("execution_mode")) or execute.get(
+            "execute_notebooks", "auto"
+        )
+        if mode != "cache":
+            continue
+        found.append(Chapter(docname, path, notebook, read_fmt))
+    return found
+
+
+def _execute(path: str, notebook: Any, timeout: int, allow_errors: bool) -> dict[str, Any]:
+    """Worker: execute one notebook in its own directory, time every cell."""
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    start = time.perf_counter()
+    cpu = os.times()
+    result = single_nb_execution(
+        notebook,
+        cwd=str(Path(path).parent),
+        timeout=timeout,
+        allow_errors=allow_errors,
+        meta_override=True,
+        record_timing=True,
+    )
+    cpu_after = os.times()
+    cells = []
+    for index, cell in enumerate(result.nb.cells):
+        timing = cell.metadata.pop("execution", None)
+        if cell.cell_type != "code" or not timing:
+            continue
+        try:
+            began = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            ended = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+            seconds = (ended - began).total_seconds()
+        except (KeyError, ValueError):
+            continue
+        first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+        cells.append({"cell": index, "seconds": round(seconds, 3), "first_line": first[:100]})
+    return {
+        "notebook": result.nb,
+        "seconds": result.time,
+        "wall": time.perf_counter() - start,
+        # the kernel is a child of this worker: its CPU time is counted
+        # once it has exited
+        "cpu": (cpu_after.children_user - cpu.children_user) + (cpu_after.children_system - cpu.children_system),
+        "error": result.exc_string,
+        "cells": cells,
+    }
+
+
+def prebuild(
+    book: Path | str = ".",
+    *,
+    path_output: Path | str | None = None,
+    config: Path | str | None = None,
+    toc: Path | str | None = None,
+    jobs: int = 2,
+    single_thread: bool | None = None,
+    dry_run: bool = False,
+    log=print,
+) -> dict[str, Any]:
+    """Execute every uncached chapter of the book into its execution cache.
+
+    Args:
+        book: the book's directory (with ``_config.yml`` and ``_toc.yml``).
+        path_output: ``jupyter-book build --path-output`` (default: ``book``).
+        config: the configuration file (default ``book/_config.yml``).
+        toc: the toc file (default ``book/_toc.yml``).
+        jobs: worker processes (kernels running at the same time).
+        single_thread: pin each kernel's math libraries to one thread
+            (default: when ``jobs > 1``).
+        dry_run: only report which chapters are cached.
+        log: where progress lines go.
+
+    Returns:
+        a report: ``cache`` (the path), ``cached`` (docnames found in the
+        cache), ``executed`` and ``failed`` (docname to seconds / traceback),
+        ``cells`` (docname to per-cell times) and ``wall`` seconds.
+    """
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    start = time.perf_counter()
+    book = Path(book).resolve()
+    cfg = _load_config(book, Path(config) if config is not None else None)
+    path = cache_path(book, cfg, Path(path_output).resolve() if path_output is not None else None)
+    cache = get_cache(str(path))
+    execute = cfg.get("execute") or {}
+    timeout = int(execute.get("timeout", 30))
+    allow_errors = bool(execute.get("allow_errors", False))
+
+    todo: list[Chapter] = []
+    report: dict[str, Any] = {"cache": str(path), "cached": [], "executed": {}, "failed": {}, "cells": {}}
+    for chapter in chapters(book, cfg, Path(toc) if toc is not None else None):
+        chapter.hashkey = notebook_hash(chapter.notebook, cache)
+        try:
+            cache.match_cache_notebook(chapter.notebook)
+            chapter.cached = True
+            report["cached"].append(chapter.docname)
+        except KeyError:
+            todo.append(chapter)
+    log(f"prebuild: {len(report['cached'])} chapter(s) cached, {len(todo)} to execute with {jobs} worker(s) into {path}")
+    if dry_run or not todo:
+        report["wall"] = time.perf_counter() - start
+        return report
+
+    # Longest first (times of earlier executions of the same file, when the
+    # cache has them), so that two workers finish close together.
+    previous: dict[str, float] = {}
+    for record in cache.list_cache_records():
+        seconds = (record.data or {}).get("execution_seconds")
+        if seconds is not None:
+            previous[str(Path(record.uri).resolve())] = float(seconds)
+    todo.sort(key=lambda c: -previous.get(str(c.path.resolve()), 0.0))
+
+    if single_thread is None:
+        single_thread = jobs > 1
+    saved = dict(os.environ)
+    if single_thread:
+        for name, value in SINGLE_THREAD_ENV.items():
+            os.environ.setdefault(name, value)
+    # Kernels draw figures inline (ipykernel's backend); an MPLBACKEND such
+    # as the test suite's "agg" would cache chapters without their figures.
+    os.environ.pop("MPLBACKEND", None)
+    try:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {
+                pool.submit(_execute, str(c.path), c.notebook, timeout, allow_errors): c for c in todo
+            }  # fmt: skip
+            for future in as_completed(futures):
+                chapter = futures[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # a worker died: leave it to the build
+                    report["failed"][chapter.docname] = repr(error)
+                    log(f"prebuild: {chapter.docname} could not be executed: {error!r}")
+                    continue
+                report["cells"][chapter.docname] = result["cells"]
+                if result["error"]:
+                    report["failed"][chapter.docname] = result["error"]
+                    log(f"prebuild: {chapter.docname} FAILED after {result['seconds']:.1f} s "
+                        "(left uncached; the build will execute it and report the error)")  # fmt: skip
+                    log(result["error"])
+                    continue
+                executed = result["notebook"]
+                if notebook_hash(executed, cache) != chapter.hashkey:
+                    report["failed"][chapter.docname] = "hash changed by execution"
+                    log(f"prebuild: {chapter.docname}: the executed notebook no longer matches its source; not cached")
+                    continue
+                record = cache.add_nb_to_project(str(chapter.path), read_data=chapter.read_fmt)
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(executed, record.uri, data={"execution_seconds": result["seconds"]}),
+                    check_validity=False,
+                    overwrite=True,
+                )  # fmt: skip
+                report["executed"][chapter.docname] = result["seconds"]
+                log(f"prebuild: {chapter.docname} executed in {result['seconds']:.1f} s "
+                    f"(kernel CPU {result['cpu']:.1f} s)")  # fmt: skip
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    report["wall"] = time.perf_counter() - start
+    log(f"prebuild: done in {report['wall']:.1f} s; {len(report['executed'])} executed, {len(report['failed'])} failed")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m explodebook.prebuild [BOOK] [options]``."""
+    parser = argparse.ArgumentParser(prog="python -m explodebook.prebuild", description=__doc__.splitlines()[0])
+    parser.add_argument("book", nargs="?", default=".", help="the book's directory (default: .)")
+    parser.add_argument("--path-output", default=None, help="as for jupyter-book build (default: the book)")
+    parser.add_argument("--config", default=None, help="configuration file (default: BOOK/_config.yml)")
+    parser.add_argument("--toc", default=None, help="toc file (default: BOOK/_toc.yml)")
+    parser.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+                        help="chapters executed at the same time (default: 2, or 1 on one core)")  # fmt: skip
+    parser.add_argument("--timings", type=Path, default=None, help="write per-cell times to this JSON file")
+    parser.add_argument("--dry-run", action="store_true", help="only report what is cached")
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 if a chapter fails")
+    args = parser.parse_args(argv)
+    report = prebuild(
+        args.book, path_output=args.path_output, config=args.config, toc=args.toc,
+        jobs=max(1, args.jobs), dry_run=args.dry_run,
+    )  # fmt: skip
+    if args.timings is not None:
+        args.timings.write_text(
+            json.dumps({k: report[k] for k in ("executed", "cells", "wall")}, indent=1), encoding="utf-8"
+        )
+    return 1 if (args.strict and report["failed"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

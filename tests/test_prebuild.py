@@ -1,0 +1,147 @@
+"""`explodebook.prebuild`: chapters executed in parallel into MyST-NB's cache.
+
+The point of the module is that the ``jupyter-book build`` that follows
+executes nothing, so the key test builds a two-chapter book after a
+prebuild and reads the build's log.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from explodebook import prebuild as pb
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3 (ipykernel)
+  language: python
+  name: python3
+---
+"""
+
+CHAPTER = HEADER + """
+# Chapter {n}
+
+Some prose, and a fence that only looks like a cell:
+
+:::{{note}}
+Inside a colon fence.
+:::
+
+```{{code-cell}} ipython3
+import os
+from myst_nb import glue
+threads = os.environ.get("OMP_NUM_THREADS", "unset")
+backend = os.environ.get("MPLBACKEND", "unset")
+glue("value_{n}", {n} * 10, display=False)
+print("chapter {n}", threads, backend)
+```
+
+The value is {{glue:text}}`value_{n}`.
+"""
+
+
+def tiny_book(tmp_path: Path, chapters: int = 2) -> Path:
+    book = tmp_path / "book"
+    (book / "chapters").mkdir(parents=True)
+    (book / "intro.md").write_text("# Tiny\n\nNot a notebook.\n")
+    for n in range(1, chapters + 1):
+        (book / "chapters" / f"c{n}.md").write_text(CHAPTER.format(n=n))
+    toc = "format: jb-book\nroot: intro\nchapters:\n" + "".join(
+        f"  - file: chapters/c{n}\n" for n in range(1, chapters + 1)
+    )
+    (book / "_toc.yml").write_text(toc)
+    (book / "_config.yml").write_text(
+        "title: Tiny\nonly_build_toc_files: true\n"
+        "execute:\n  execute_notebooks: cache\n  timeout: 60\n"
+        "parse:\n  myst_enable_extensions: [colon_fence, dollarmath]\n"
+        "html:\n  use_repository_button: false\n"
+    )
+    return book
+
+
+def test_the_books_chapters_are_the_toc_notebooks() -> None:
+    config = pb._load_config(ROOT, None)
+    found = pb.chapters(ROOT, config)
+    names = [c.docname for c in found]
+    assert names == [n for n in names if n.startswith("chapters/")]  # not intro, api, bibliography
+    assert len(names) == len(list((ROOT / "chapters").glob("*.md")))
+    assert all(c.notebook.cells for c in found)
+
+
+def test_cache_path_follows_jupyter_book(tmp_path: Path) -> None:
+    assert pb.cache_path(tmp_path, {}) == tmp_path / "_build" / ".jupyter_cache"
+    out = tmp_path / "out"
+    assert pb.cache_path(tmp_path, {}, out) == out / "_build" / ".jupyter_cache"
+    assert pb.cache_path(tmp_path, {"execute": {"cache": "/x/c"}}, out) == Path("/x/c")
+    assert pb.cache_path(tmp_path, {"execute": {"cache": "c"}}) == tmp_path / "c"
+
+
+def test_hash_ignores_prose_but_not_code(tmp_path: Path) -> None:
+    from jupyter_cache import get_cache
+
+    cache = get_cache(str(tmp_path / "cache"))
+    book = tiny_book(tmp_path, 1)
+    path = book / "chapters" / "c1.md"
+    config = pb._load_config(book, None)
+    key = pb.notebook_hash(pb.read_notebook(path, config)[0], cache)
+    path.write_text(path.read_text().replace("Some prose", "Other prose"))
+    assert pb.notebook_hash(pb.read_notebook(path, config)[0], cache) == key
+    path.write_text(path.read_text().replace("* 10", "* 11"))
+    assert pb.notebook_hash(pb.read_notebook(path, config)[0], cache) != key
+
+
+@pytest.mark.slow
+def test_build_after_prebuild_executes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    book = tiny_book(tmp_path)
+    out = tmp_path / "out"
+    lines: list[str] = []
+    monkeypatch.setenv("MPLBACKEND", "agg")  # as `make test` sets it
+    report = pb.prebuild(book, path_output=out, jobs=2, log=lines.append)
+    assert os.environ["MPLBACKEND"] == "agg"  # the caller's environment is restored
+    assert sorted(report["executed"]) == ["chapters/c1", "chapters/c2"], lines
+    assert not report["failed"]
+    assert all(report["cells"][d] for d in report["executed"])  # per-cell times
+
+    # a second prebuild finds both in the cache
+    again = pb.prebuild(book, path_output=out, jobs=2, log=lines.append)
+    assert sorted(again["cached"]) == ["chapters/c1", "chapters/c2"] and not again["executed"]
+
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(book), "-W", "-n", "--keep-going", "--path-output", str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    assert log.count("Using cached notebook") == 2, log
+    assert "Executing notebook" not in log
+    page = (out / "_build" / "html" / "chapters" / "c2.html").read_text()
+    # executed by prebuild, one thread per kernel, ipykernel's inline backend (not agg)
+    assert "chapter 2 1 module://matplotlib_inline" in page
+    assert ">20<" in page  # the glued value
+
+
+def test_failed_chapter_is_left_uncached(tmp_path: Path) -> None:
+    book = tiny_book(tmp_path, 1)
+    path = book / "chapters" / "c1.md"
+    path.write_text(path.read_text().replace('print("chapter 1"', 'raise ValueError("boom"); print('))
+    lines: list[str] = []
+    report = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, log=lines.append)
+    assert list(report["failed"]) == ["chapters/c1"] and "boom" in report["failed"]["chapters/c1"]
+    assert not report["executed"]
+    again = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, dry_run=True, log=lines.append)
+    assert not again["cached"]
