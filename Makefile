@@ -81,7 +81,7 @@ grade: $(STAMP)
 	$(BIN)/python -m explodebook.coursework grade _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip $(SUBMISSIONS) --csv _build/grades/$(basename $(notdir $(CHAPTER_MD))).csv --feedback _build/grades/$(basename $(notdir $(CHAPTER_MD)))-feedback
 
 test: assets
-	MPLBACKEND=agg $(BIN)/python -m pytest
+	MPLBACKEND=agg $(BIN)/python -m pytest --durations=15
 
 test-fast: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest -m "not book"
