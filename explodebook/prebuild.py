@@ -209,9 +209,10 @@ def prebuild(
         log: where progress lines go.
 
     Returns:
-        a report: ``cache`` (the path), ``cached`` (docnames found in the
-        cache), ``executed`` and ``failed`` (docname to seconds / traceback),
-        ``cells`` (docname to per-cell times) and ``wall`` seconds.
+        A report, with the keys ``cache`` (the path), ``cached`` (docnames
+        found in the cache), ``executed`` and ``failed`` (docname to seconds
+        or traceback), ``cells`` (docname to per-cell times) and ``wall``
+        (seconds).
     """
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
