@@ -6,9 +6,10 @@ instructor guide (``instructors.md``) includes. Not part of the tests.
 
 For every chapter of the toc:
 
-1. *run it all*: seconds to execute the whole chapter, as a student running
-   every cell does: the book build's own execution time, read from the
-   execution cache (the latest record; run ``make book`` first);
+1. *run all*: seconds to execute the whole chapter, as a student running
+   every cell does: the book build's own execution time, read from an
+   execution cache (``--cache``; the latest record of each chapter; a cold
+   ``make book`` on an idle machine gives the fairest figures);
 2. *grade*: median wall seconds of grading its reference-solution notebook
    with ``otter run`` (what ``make grade`` does per submission): a fresh
    kernel, the chapter's first cell, the answer cells and every check.
@@ -37,15 +38,14 @@ from explodebook.coursework.assignment import assign, load_questions  # noqa: E4
 from explodebook.coursework.grading import grade_notebook  # noqa: E402
 
 
-def execution_seconds(chapter: Path) -> float | None:
-    """The latest recorded execution time of a chapter in the book's cache."""
+def execution_seconds(chapter: Path, cache: Path) -> float | None:
+    """The latest recorded execution time of a chapter in an execution cache."""
     from jupyter_cache import get_cache
 
-    cache = ROOT / "_build" / ".jupyter_cache"
     if not cache.exists():
         return None
     records = [
-        r for r in get_cache(str(cache)).list_cache_records() if Path(r.uri) == chapter.resolve()
+        r for r in get_cache(str(cache)).list_cache_records() if Path(r.uri).name == chapter.name
     ]
     if not records:
         return None
@@ -57,6 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="gradings per chapter")
     parser.add_argument("--out", default=str(HERE / "grading_results.md"))
+    parser.add_argument(
+        "--cache",
+        default=str(ROOT / "_build" / ".jupyter_cache"),
+        help="the execution cache to read chapter times from (a cold build's is best)",
+    )
     args = parser.parse_args()
 
     rows = []
@@ -67,7 +72,7 @@ def main() -> None:
             chapter = ROOT / f"{page}.md"
             files = assign(chapter, Path(tmp) / chapter.stem, book=ROOT)
             questions = len(load_questions(chapter))
-            run_all = execution_seconds(chapter)
+            run_all = execution_seconds(chapter, Path(args.cache))
             graded = "– | –"  # nothing to autograde: every exercise is graded by hand
             if questions:
                 times = []
