@@ -147,8 +147,8 @@ def _assigned_names(code: str) -> set[str]:
             targets = list(node.targets)
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
             targets = [node.target]
-        elif isinstance(node, (ast.For, ast.With)):
-            targets = [node.target] if isinstance(node, ast.For) else []
+        elif isinstance(node, ast.For):
+            targets = [node.target]
         for target in targets:
             for sub in ast.walk(target):
                 if isinstance(sub, ast.Name):
