@@ -45,7 +45,7 @@ from explodebook.coursework.myst import (
     split_exercises,
     to_jupyter_markdown,
 )
-from explodebook.publish import Repository
+from explodebook.publish import Repository, book_config
 
 __all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "assign"]
 
@@ -269,11 +269,6 @@ def _setup_cell(code: str, notebook: str, install_spec: str) -> str:
     return install + "\n" + code
 
 
-def _book_settings(book: Path) -> dict[str, Any]:
-    config = book / "_config.yml"
-    return yaml.safe_load(config.read_text()) if config.exists() else {}
-
-
 def master_notebook(
     chapter: str | Path,
     *,
@@ -297,7 +292,7 @@ def master_notebook(
 
     chapter, book = Path(chapter), Path(book)
     questions = load_questions(chapter) if questions is None else questions
-    settings = _book_settings(book)
+    settings = book_config(book)
     # the same package the book's Colab/Binder notebooks install
     install_spec = Repository.from_config(settings).install_spec
     rel = chapter.resolve().relative_to(book.resolve()) if chapter.is_absolute() else chapter
