@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, to_hex, to_rgb
 from matplotlib.text import Annotation
+from matplotlib.ticker import LogLocator
 from numpy.typing import ArrayLike
 
 from explodebook.trace import Trace, locate_nonfinite
@@ -511,6 +512,11 @@ def _log_limits(values: np.ndarray) -> tuple[float, float]:
 
 def _log_y(ax: Axes, arrays: Sequence[np.ndarray]) -> None:
     ax.set_yscale("log")
+    # Minor ticks at 2x and 5x each power of ten, not at every multiple:
+    # matplotlib lays out every tick's label even when it is blank, and
+    # with eight minor ticks per decade that took half the time of drawing
+    # a two-panel figure (0.8 s against 0.45 s, benchmarks/chapters.py).
+    ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     # With nothing positive to show, matplotlib warns and cannot autoscale a
     # log axis; give it a neutral range instead.
     if not any(np.any(np.isfinite(a) & (a > 0)) for a in arrays if a.size):

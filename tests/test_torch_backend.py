@@ -252,3 +252,33 @@ def test_warmup_changes_the_learning_rate_linearly_per_step() -> None:
     trace = backend.run(spec.replace(steps=7))
     final = np.sqrt(sum(float((p.detach() ** 2).sum()) for p in params[:2]))
     np.testing.assert_allclose(trace.weight_norms[6, 0], final, rtol=1e-5)
+
+
+# -- the loop's shortcuts do not change the trace ------------------------------
+
+
+@pytest.mark.parametrize("steps, nbytes", [(7, backend.GATHER_BYTES), (200, 1)])
+def test_gathering_batches_in_blocks_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch, steps: int, nbytes: int
+) -> None:
+    # Blocks of 7 steps, and (nbytes=1) blocks of one step each, must feed
+    # exactly the batches of the default blocks of 200.
+    spec = RunSpec(task="regression-scaled", steps=30)
+    expected = backend.run(spec)
+    monkeypatch.setattr(backend, "GATHER_STEPS", steps)
+    monkeypatch.setattr(backend, "GATHER_BYTES", nbytes)
+    assert backend.run(spec).equals(expected)
+
+
+def test_the_loop_stops_within_32_steps_of_divergence(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded: list[int] = []
+
+    class Counting(backend.LayerRecorder):
+        def before_clipping(self, loss: torch.Tensor) -> None:
+            recorded.append(1)
+            super().before_clipping(loss)
+
+    monkeypatch.setattr(backend, "LayerRecorder", Counting)
+    trace = backend.run(RunSpec(stop_on_nonfinite=True))
+    assert trace.first_nonfinite_step is not None
+    assert trace.first_nonfinite_step < len(recorded) <= trace.first_nonfinite_step + 32
