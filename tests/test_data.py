@@ -6,7 +6,22 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_regression
 
+from explodebook import data
 from explodebook.data import adding_problem, batch_indices, regression
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 7, 12345])
+@pytest.mark.parametrize("n_samples, n_features", [(1000, 20), (37, 5)])
+def test_make_regression_is_scikit_learns_bit_for_bit(
+    seed: int, n_samples: int, n_features: int
+) -> None:
+    X, y = data.make_regression(n_samples, n_features, noise=0.1, seed=seed,
+                                n_informative=min(10, n_features))  # fmt: skip
+    X_ref, y_ref = make_regression(
+        n_samples=n_samples, n_features=n_features, noise=0.1, random_state=seed,
+        n_informative=min(10, n_features),
+    )  # fmt: skip
+    assert np.array_equal(X, X_ref) and np.array_equal(y, y_ref)
 
 
 def test_regression_is_make_regression_unscaled() -> None:
