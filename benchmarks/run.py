@@ -232,12 +232,17 @@ def overhead(framework: str, repeats: int) -> dict[str, float]:
     from explodebook.backends import get
 
     backend = get(framework)
-    variants: dict[str, Callable[[], object]] = {"backend": lambda: backend.run(SPEC)}
+    variants: dict[str, Callable[[], object]]
     if framework == "torch":
-        variants |= {"bare": torch_loop(SPEC), "naive": torch_loop(SPEC, naive=True)}
+        variants = {
+            "bare": torch_loop(SPEC),
+            "backend": lambda: backend.run(SPEC),
+            "naive": torch_loop(SPEC, naive=True),
+        }
     else:
-        variants |= {
+        variants = {
             "bare": keras_bare(SPEC),
+            "backend": lambda: backend.run(SPEC),
             "fit": keras_fit(SPEC, callback=False),
             "fit+callback": keras_fit(SPEC, callback=True),
         }
