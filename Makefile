@@ -22,7 +22,7 @@ help:
 	@echo "make test       run the test suite, including a full book build"
 	@echo "make test-fast  the test suite without the book build"
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
-	@echo "make bench      run the benchmarks, write benchmarks/results.md"
+	@echo "make bench      run the benchmarks, write benchmarks/*results.md"
 	@echo "make bench-book time a cold and a warm build of the whole book"
 	@echo "make pages      the book ready for GitHub Pages or any static host (_build/html)"
 	@echo "make pages-student  the student edition, the same way"
@@ -91,6 +91,8 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/chapters.py
 	$(BIN)/python benchmarks/monitor_overhead.py --out benchmarks/monitor_results.md
 	$(BIN)/python benchmarks/grading.py --out benchmarks/grading_results.md
 

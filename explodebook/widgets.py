@@ -203,7 +203,9 @@ def _render(draw: Draw, traces: Sequence[Trace]) -> bytes:
     fig = getattr(fig, "figure", fig)  # accept an Axes too
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format="png", dpi=90)
+        # Fast compression: the PNG only travels to the browser next to the
+        # kernel, and level 1 saves ~0.1 s of a ~0.6 s render for 4% more bytes.
+        fig.savefig(buffer, format="png", dpi=90, pil_kwargs={"compress_level": 1})
     finally:
         plt.close(fig)
     return buffer.getvalue()

@@ -1,0 +1,225 @@
+"""Smoke tests of the non-timing logic of benchmarks/chapters.py and benchmarks/scaling.py.
+
+No timing assertions: the benchmarks themselves are not part of the tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+chapters = _load("chapters")
+
+NOTEBOOK = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+    jupytext_version: 1.19.6
+kernelspec:
+  display_name: Python 3 (ipykernel)
+  language: python
+  name: python3
+---
+
+# A tiny chapter
+
+```{code-cell} ipython3
+%matplotlib inline
+from explodebook import RunSpec
+from explodebook.widgets import explore
+
+spec = RunSpec(task="regression-scaled", steps=5)
+```
+
+Some prose.
+
+```{code-cell} ipython3
+explore(spec, {"learning_rate": [1e-3, 0.01, 0.03]})
+```
+
+```{code-cell} ipython3
+x = 1
+```
+
+```{code-cell} ipython3
+w = explore(spec.replace(depth=2), {"depth": [1, 2, 4], "width": [8, 25]})
+```
+"""
+
+
+def test_run_chapter_records_every_explorer_with_its_cell(tmp_path: Path) -> None:
+    from explodebook import widgets
+
+    path = tmp_path / "99_tiny.md"
+    path.write_text(NOTEBOOK)
+    original = widgets.Explorer.__init__
+    explorers, seconds = chapters.run_chapter(path)
+    assert widgets.Explorer.__init__ is original  # the wrapper is removed
+    assert [cell for cell, _, _ in explorers] == [1, 3]  # code cells 0..3
+    assert seconds > 0
+    first, second = explorers[0][1], explorers[1][1]
+    assert list(first.controls) == ["learning_rate"]
+    assert list(second.controls) == ["depth", "width"]
+    assert second.base.depth == 2 and first.error is None and second.error is None
+    assert chapters.summarize_spec(second.base) == "mlp 2x25 relu, 5 steps"
+
+    # The first control's move: to a neighbour the chapter has not run.
+    from explodebook import cache
+
+    cache.clear()
+    assert chapters.pick_move(second) == ("depth", 2, 4)
+    cache.cached_run(second.base.replace(depth=4), "torch")  # now 4 has been run
+    assert chapters.pick_move(second) == ("depth", 2, 1)
+
+    result = chapters.measure_response(first, repeats=1)
+    assert (result["control"], result["from"], result["to"]) == ("learning_rate", 0.01, 0.03)
+    assert set(result["parts"]) == {"torch", "draw"}
+    assert result["error_moved"] is None and result["cached"] >= 0
+    assert first.controls["learning_rate"].value == 0.01  # moved back
+
+
+def test_magic_lines_are_commented_out(tmp_path: Path) -> None:
+    path = tmp_path / "magic.md"
+    path.write_text(NOTEBOOK)
+    cells = chapters.code_cells(path)
+    assert len(cells) == 4
+    assert cells[0].splitlines()[0] == "# %matplotlib inline"
+
+
+def test_adjacent_value() -> None:
+    values = [0.1, 0.3, 1.0, 3.0]
+    assert chapters.adjacent_value(values, 0.3) == 1.0
+    assert chapters.adjacent_value(values, 0.3, seen=[1.0]) == 0.1
+    assert chapters.adjacent_value(values, 0.3, seen=[1.0, 0.1]) == 1.0  # all seen: next
+    assert chapters.adjacent_value(values, 3.0) == 1.0
+    assert chapters.adjacent_value(["off", 0.1], "off") == 0.1
+    assert chapters.adjacent_value([5], 5) is None
+
+
+def test_widget_rows_mark_missed_targets_and_name_the_biggest_part() -> None:
+    widget = {
+        "number": 1, "controls": ["seq_len", "init"], "frameworks": ["torch", "keras"],
+        "summary": "rnn simple 1x32, T=20, 500 steps", "control": "seq_len", "from": 20,
+        "to": 40, "uncached": 3.0, "uncached_first": 3.1, "parts": {"torch": 0.8, "keras": 2.0, "draw": 0.1},
+        "cached": 0.2, "latency": {"torch": {"cold": 9.0, "warm": 0.5}},
+        "error_default": None, "error_moved": "SpecError: bad",
+    }  # fmt: skip
+    rows, notes = chapters.widget_rows([{"chapter": "02_x.md", "seconds": 1, "widgets": [widget]}])
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[:2] == ["02_x", "1"]
+    assert cells[5:9] == ["9.00", "0.50", "–", "–"]
+    assert cells[9] == "3.00 (0.80 / 2.00 / 0.10)"
+    assert cells[10:] == ["200.0", "✗", "✗"]
+    text = "\n".join(notes)
+    assert "the keras run (2.00 s)" in text and "torch run + draw alone 0.90 s" in text
+    assert "cached 200 ms" in text and "SpecError: bad" in text
+    assert "first uncached move" not in text
+    slow_first = dict(widget, uncached_first=7.0)
+    _, notes = chapters.widget_rows([{"chapter": "02_x.md", "seconds": 1, "widgets": [slow_first]}])
+    assert any("first uncached move took 7.00 s" in n for n in notes)
+    ok = dict(widget, uncached=0.5, uncached_first=0.6, cached=0.01, error_moved=None)
+    rows, notes = chapters.widget_rows([{"chapter": "02_x.md", "seconds": 1, "widgets": [ok]}])
+    assert rows[0].rstrip(" |").endswith("✓ | ✓") and notes == []
+
+
+# -- scaling ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scaling():
+    return _load("scaling")
+
+
+def _fake_points(scaling):
+    P = scaling.Point
+    points = []
+    for fw, factor in (("torch", 1.0), ("keras", 2.0)):
+        # depth: 100 µs/step at depth 1, linear in depth
+        points += [P("mlp", "depth", d, fw, factor * 100e-6 * d * 400, 400, 400) for d in (1, 2, 4, 8, 16)]
+        points += [P("mlp", "steps", s, fw, factor * 100e-6 * s, s, s) for s in (100, 400, 1600)]
+        # seq_len: 20 µs per time step per step; one run stopped at step 50 of 100
+        points += [P("rnn", "seq_len", t, fw, factor * 20e-6 * t * (50 if t == 100 else 100),
+                     50 if t == 100 else 100, 100) for t in (10, 25, 50, 100)]  # fmt: skip
+        points += [P("rnn", "cell", c, fw, factor * m * 1e-3 * 100, 100, 100)
+                   for c, m in (("simple", 1.0), ("lstm", 3.0), ("gru", 2.5))]  # fmt: skip
+    return points
+
+
+def test_format_table(scaling) -> None:
+    table = scaling.format_table(_fake_points(scaling))
+    lines = table.splitlines()
+    assert len(lines) == 2 + 5 + 3 + 4 + 3  # header + one row per (model, knob, value)
+    row = {tuple(c.strip() for c in line.strip("|").split("|"))[:3]: line for line in lines[2:]}
+    depth8 = [c.strip() for c in row[("mlp", "depth", "8")].strip("|").split("|")]
+    assert depth8[3:] == ["0.320", "800", "×8.00", "0.640", "1600", "×8.00", "400/400"]
+    t100 = [c.strip() for c in row[("rnn", "seq_len", "100")].strip("|").split("|")]
+    assert t100[4:6] == ["2000", "×10.00"] and "stopped" in t100[-1]
+
+
+def test_estimate_and_limits(scaling) -> None:
+    points = _fake_points(scaling)
+    depth = [p for p in points if p.knob == "depth" and p.framework == "torch"]
+    assert scaling.estimate_per_step(depth, 6) == pytest.approx(600e-6)  # interpolated
+    assert scaling.estimate_per_step(depth, 32) == pytest.approx(3200e-6)  # extrapolated
+    assert scaling.estimate_per_step(depth, 0.5) == pytest.approx(50e-6)
+    options = {"depth": (1, 4, 6, 10), "steps": (100, 1600, 12800), "seq_len": (10, 100)}
+    lines = scaling.limits(points, options)
+    text = "\n".join(lines)
+    # depth: 1600 steps x 100 µs x depth <= 1 s up to depth 6.25: largest measured 4
+    depth_line = next(line for line in lines if line.startswith("- **depth**"))
+    assert "largest measured value within 1 s in PyTorch: 4" in depth_line
+    assert "1 s reached at about 6, interpolated" in depth_line  # 1 / (1600 x 100 µs) = 6.25
+    assert "10 (1.6 s)" in depth_line and "6 (" not in depth_line
+    steps_line = next(line for line in lines if line.startswith("- **steps**"))
+    assert "1600" in steps_line and "12800 (1.3 s)" in steps_line
+    assert "lstm 1.50 s" in text and "over 1 s: lstm, gru" in text
+
+
+@pytest.mark.parametrize("script", ["chapters.py", "scaling.py"])
+def test_help(script: str) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "--repeats" in out.stdout and "--out" in out.stdout
+
+
+def test_a_failing_cold_process_is_retried_and_reported(monkeypatch) -> None:
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "Traceback...\nRuntimeError: boom\n")
+
+    monkeypatch.setattr(chapters.subprocess, "run", fake_run)
+    result = chapters.cold({"steps": 5}, "keras", repeats=1)
+    assert len(calls) == 2
+    assert result == {"cold": None, "warm": None, "error": "RuntimeError: boom"}
+    widget = {
+        "number": 2, "controls": ["lr"], "frameworks": ["keras"], "summary": "s",
+        "control": "lr", "from": 1, "to": 2, "uncached": 0.1, "uncached_first": 0.1,
+        "parts": {"keras": 0.05, "draw": 0.05}, "cached": 0.001, "latency": {"keras": result},
+    }  # fmt: skip
+    rows, notes = chapters.widget_rows([{"chapter": "09_y.md", "seconds": 1, "widgets": [widget]}])
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[5:9] == ["–", "–", "–", "–"]
+    assert notes == ["- 09_y widget 2 (lr 1 → 2): the cold keras process failed twice: `RuntimeError: boom`"]
