@@ -325,23 +325,10 @@ def summarize_spec(spec: Any) -> str:
     return f"{shape}, {spec.steps} steps"
 
 
-def warm_in_process(spec: Any, framework: str, repeats: int) -> float:
-    """Median wall seconds of ``backend.run(spec)`` after one unmeasured run."""
-    from explodebook.backends import get
-
-    backend = get(framework)
-    backend.run(spec)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        backend.run(spec)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def worker(path: Path, repeats: int, skip_cold: bool) -> dict[str, Any]:
     """Run one chapter and measure its explorers (in this process)."""
     from explodebook.backends import torch as _  # noqa: F401  (torch before TensorFlow)
+    from run import warm  # benchmarks/run.py
 
     explorers, seconds = run_chapter(path)
     widgets_out = []
@@ -358,7 +345,7 @@ def worker(path: Path, repeats: int, skip_cold: bool) -> dict[str, Any]:
         entry.update(measure_response(explorer, repeats))
         if skip_cold:
             entry["latency"] = {
-                fw: {"cold": None, "warm": warm_in_process(explorer.base, fw, repeats)}
+                fw: {"cold": None, "warm": warm(fw, repeats, spec=explorer.base)}
                 for fw in explorer.frameworks
             }
         widgets_out.append(entry)

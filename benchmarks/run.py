@@ -79,16 +79,16 @@ def cold(framework: str, repeats: int) -> tuple[float, float]:
     return statistics.median(imports), statistics.median(firsts)
 
 
-def warm(framework: str, repeats: int) -> float:
-    """Median wall seconds of `run` after a first run in this process."""
+def warm(framework: str, repeats: int, spec: RunSpec = SPEC) -> float:
+    """Median wall seconds of ``backend.run(spec)`` after a first, unmeasured run."""
     from explodebook.backends import get
 
     backend = get(framework)
-    backend.run(SPEC)
+    backend.run(spec)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        backend.run(SPEC)
+        backend.run(spec)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
