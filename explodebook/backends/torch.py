@@ -420,7 +420,7 @@ def run(spec: RunSpec) -> Trace:
     clipping = spec.clipping is not None
 
     # One gather per block of steps instead of two per step.
-    block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].numel() * 4 * spec.batch_size)))
+    block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].nbytes * spec.batch_size)))
     start = time.perf_counter()
     with _single_thread():
         for step in range(spec.steps):
