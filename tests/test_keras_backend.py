@@ -315,3 +315,45 @@ def test_reused_compiled_loop_with_new_options_matches_a_fresh_one(changes):
         kb.run(first)
         kb.run(first.replace(learning_rate=1e-3))
         assert len(kb._TRAINERS) == 2
+
+
+# -- TensorFlow runs the compiled loop on one inter-op thread ------------------
+
+
+def test_importing_the_backend_sets_one_inter_op_thread():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
+    code = (
+        "from explodebook.backends import keras; import tensorflow as tf; "
+        "print(tf.config.threading.get_inter_op_parallelism_threads())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split()[-1] == "1"
+
+
+@pytest.mark.parametrize(
+    "env, error, calls",
+    [({}, None, [1]), ({"TF_NUM_INTEROP_THREADS": "4"}, None, []), ({}, RuntimeError, [1])],
+    ids=["default", "user's choice kept", "too late: left alone"],
+)
+def test_one_inter_op_thread_unless_the_user_chose_or_it_is_too_late(
+    monkeypatch, env, error, calls
+):
+    made: list[int] = []
+
+    def setter(n: int) -> None:
+        made.append(n)
+        if error is not None:
+            raise error("Inter op parallelism cannot be modified after initialization.")
+
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads", setter)
+    kb._one_scheduling_thread()  # never raises
+    assert made == calls

@@ -122,6 +122,17 @@ def test_first_steps_agree_with_clipping(name):
     assert (a.clipped_grad_norms < 0.99 * a.grad_norms).any()
 
 
+def test_a_large_network_is_recorded_one_step_at_a_time_and_agrees():
+    # Over a million parameters: one step's flat record is more than
+    # FLUSH_BYTES, so both backends reduce it step by step (PyTorch's
+    # recorder flushes every step, Keras runs one-step chunks). Every
+    # step is still recorded, and the two agree.
+    spec = RunSpec(depth=2, width=1024, clipnorm=1.0, task="regression-scaled", steps=3)
+    assert tb.LayerRecorder(tb.layer_parameters(tb.build(spec), spec), True).flush_every == 1
+    a, b = _assert_same_steps(spec)
+    assert a.steps_run == 3 and np.isfinite(a.weight_norms).all()
+
+
 @pytest.mark.parametrize(
     "spec",
     [RunSpec(depth=2), *(RunSpec(model="rnn", cell=c, depth=2) for c in ("simple", "lstm", "gru"))],

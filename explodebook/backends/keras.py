@@ -54,9 +54,34 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from explodebook.data import batch_indices, dataset_for  # noqa: E402
+from explodebook.flat import FlatLayout, first_nonfinite_row  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 from explodebook.weights import LayerWeights, initial_weights, input_size, layer_names  # noqa: E402
+
+
+
+def _one_scheduling_thread() -> None:
+    """Run TensorFlow's graphs on one inter-op thread, unless the user chose.
+
+    The compiled loop of a tiny network is a long chain of tiny ops, and
+    handing them between inter-op threads costs more than running them
+    side by side saves: on 2 cores one thread halves the wall time of a
+    step (``benchmarks/run.py``) and leaves the other core free. Each op
+    still uses several threads inside it (intra-op), as large matrix
+    products should. Results are identical either way: the setting only
+    changes which thread runs an op. Process-wide, so set
+    ``TF_NUM_INTEROP_THREADS`` to keep TensorFlow's default instead.
+    """
+    if "TF_NUM_INTEROP_THREADS" in os.environ:
+        return
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already ran ops in this process: its setting stays
+
+
+_one_scheduling_thread()
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
@@ -317,88 +342,32 @@ def _clip(optimizer: keras.optimizers.Optimizer, grads: list[tf.Tensor]) -> list
     return list(grads)
 
 
-class _LayerReducer:
-    """Per-layer norms of the gradients and weights in a handful of fused ops.
-
-    One op per variable per quantity (cast, square, sum) would put dozens of
-    tiny ops into every step, and the compiled loop's cost is mostly per op,
-    not per element. Instead all gradients and weights are flattened into
-    one vector and reduced per layer with ``unsorted_segment_sum`` /
-    ``_max``. Values are cast to float64 first, so a norm is finite exactly
-    when every element is (a float32 sum of squares could overflow).
-
-    Args:
-        groups: the variables of each layer (``L`` groups).
-    """
-
-    def __init__(self, groups: list[list[keras.Variable]]) -> None:
-        ids = np.concatenate(
-            [
-                np.full(int(np.prod(v.shape)), layer, np.int32)
-                for layer, group in enumerate(groups)
-                for v in group
-            ]
-        )
-        self.n_layers = n_layers = len(groups)
-        self.n_grad = len(ids)
-        self.grad_segments = tf.constant(ids)
-        # Gradients to segments 0..L-1, weights to L..2L-1.
-        self.segments = tf.constant(np.concatenate([ids, ids + n_layers]))
-
-    @staticmethod
-    def _flat(values: list[tf.Tensor]) -> tf.Tensor:
-        return tf.cast(tf.concat([tf.reshape(v, [-1]) for v in values], axis=0), tf.float64)
-
-    def l2(self, grads: list[tf.Tensor]) -> tf.Tensor:
-        """``(L,)`` float64 L2 norm per layer of gradients (all layers, in order)."""
-        squares = tf.square(self._flat(grads))
-        return tf.sqrt(tf.math.unsorted_segment_sum(squares, self.grad_segments, self.n_layers))
-
-    def record(
-        self, grads: list[tf.Tensor], weights: list[tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per-layer gradient L2 norms, largest ``|gradient|`` and weight norms.
-
-        Returns:
-            three ``(L,)`` float64 tensors.
-        """
-        L = self.n_layers
-        flat = self._flat(grads + weights)
-        norms = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(flat), self.segments, 2 * L))
-        grad_norms = norms[:L]
-        largest = tf.math.unsorted_segment_max(
-            tf.abs(flat[: self.n_grad]), self.grad_segments, L
-        )
-        # segment_max skips NaN (comparisons with NaN are false); a layer
-        # with a NaN has a NaN norm, so put it back from there.
-        largest = tf.where(tf.math.is_nan(grad_norms), grad_norms, largest)
-        return grad_norms, largest, norms[L:]
-
-
 @dataclass
 class _Trainer:
     """A model, its optimizer and their compiled training loop, kept for reuse.
 
     ``train(X, y, idx)`` runs ``len(idx)`` steps (``idx``: ``(n, batch)``
-    sample indices) and returns their ``(n, 2 + 4 * L)`` float64 record.
+    sample indices) and returns their ``(n, layout.width)`` float32 step
+    vectors, which ``layout.rows`` reduces to the trace's record.
     """
 
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     train: Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
+    layout: FlatLayout
 
 
 def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
     model = build(spec)
     groups = layer_variables(model, spec)
     variables = [v for group in groups for v in group]
-    reducer = _LayerReducer(groups)
     optimizer = make_optimizer(spec)
     # Create the optimizer's slots now: variables cannot be created inside
     # the compiled loop.
     optimizer.build(variables)
     mse = keras.losses.MeanSquaredError()
     clipping = spec.clipping is not None
+    layout = FlatLayout.of([[v.shape for v in group] for group in groups], clipping)
 
     def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
@@ -407,25 +376,15 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
             # current weights on every access (empty without l1/l2).
             objective = sum(model.losses, loss)
         grads = tape.gradient(objective, variables)
-        # Weights are read before the update below.
-        grad_norms, grad_max, weight_norms = reducer.record(grads, variables)
-        clipped = reducer.l2(_clip(optimizer, grads)) if clipping else grad_norms
-        row = tf.concat(
-            [
-                tf.cast(loss, tf.float64)[None],
-                tf.norm(grad_norms)[None],
-                grad_norms,
-                clipped,
-                grad_max,
-                weight_norms,
-            ],
-            axis=0,
-        )
+        # The step's flat vector (`explodebook.flat`): loss, gradients and
+        # weights (read before the update below), then the gradients as
+        # the optimizer will clip them. One concat; the norms are computed
+        # after the loop, for all steps at once.
+        values = [loss, *grads, *variables, *(_clip(optimizer, grads) if clipping else [])]
+        row = tf.concat([tf.reshape(v, [-1]) for v in values], axis=0)
         # Raw gradients: the optimizer clips them itself.
         optimizer.apply_gradients(zip(grads, variables))
         return row
-
-    n_cols = 2 + 4 * len(groups)
 
     @tf.function(
         input_signature=[
@@ -438,14 +397,14 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
     )
     def train(X: tf.Tensor, y: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
         n = tf.shape(idx)[0]
-        rows = tf.TensorArray(tf.float64, size=n, element_shape=(n_cols,))
+        rows = tf.TensorArray(tf.float32, size=n, element_shape=(layout.width,))
         for i in tf.range(n):
             rows = rows.write(i, step(tf.gather(X, idx[i]), tf.gather(y, idx[i])))
         return rows.stack()
 
     # Trace now, so that the trace's wall_time measures training only.
     train.get_concrete_function()
-    return _Trainer(model, optimizer, train)
+    return _Trainer(model, optimizer, train, layout)
 
 
 # Spec fields that change the compiled graph. The others (learning rate,
@@ -503,13 +462,16 @@ def run(spec: RunSpec) -> Trace:
     X, y = tf.constant(X_np), tf.constant(y_np)
     batches = batch_indices(len(X_np), spec.batch_size, spec.steps, seed=spec.seed)
 
+    # Steps per call: CHUNK_STEPS, fewer if their step vectors would take
+    # more than FLUSH_BYTES (large networks).
+    chunk = trainer.layout.steps_per_flush(CHUNK_STEPS)
     chunks: list[np.ndarray] = []
     start = time.perf_counter()
-    for first in range(0, spec.steps, CHUNK_STEPS):
-        idx = tf.constant(batches[first : first + CHUNK_STEPS], tf.int64)
-        chunks.append(trainer.train(X, y, idx).numpy())
+    for first in range(0, spec.steps, chunk):
+        idx = tf.constant(batches[first : first + chunk], tf.int64)
+        chunks.append(trainer.layout.rows(trainer.train(X, y, idx).numpy()))
         if spec.stop_on_nonfinite:
-            bad = Trace.from_record(chunks[-1], spec, "keras").first_nonfinite_step
+            bad = first_nonfinite_row(chunks[-1])
             if bad is not None:
                 # The compiled loop ran on past the first non-finite step;
                 # the record ends there, where the PyTorch loop stops.

@@ -19,7 +19,8 @@ from torch import nn
 
 from explodebook.data import batch_indices, dataset_for
 from explodebook.spec import RunSpec
-from explodebook.trace import Trace, locate_nonfinite, max_layers, sum_layers
+from explodebook.flat import FlatLayout, first_nonfinite_row
+from explodebook.trace import Trace
 from explodebook.weights import GATES, LayerWeights, initial_weights, input_size
 
 __all__ = [
@@ -282,56 +283,56 @@ def _clip(params: list[nn.Parameter], spec: RunSpec) -> None:
 class LayerRecorder:
     """Per-layer gradient and weight norms of every step.
 
-    The hot path does as little as possible: per step, one fused
-    ``torch._foreach_norm`` over all gradients and weights and one for the
-    largest gradient element, kept as small per-parameter tensors. Summing
-    parameters into layers and assembling the rows `Trace.from_record`
-    reads happens once, vectorised, at the end. L2 norms are computed in
-    float64, so a norm is finite exactly when every element it covers is.
+    The hot path does as little as possible: per step, one copy of the
+    loss, every gradient and every weight into a flat float32 vector
+    (`explodebook.flat`), and after clipping one copy of the gradients.
+    The norms are computed from those vectors in blocks, vectorised over
+    the block's steps, every `FlatLayout.steps_per_flush` steps.
 
     Args:
         groups: trainable parameters grouped by layer (``L`` groups).
+        clipping: whether `after_clipping` is called every step.
     """
 
-    def __init__(self, groups: list[list[nn.Parameter]]) -> None:
+    def __init__(self, groups: list[list[nn.Parameter]], clipping: bool = False) -> None:
         self.params = [p for group in groups for p in group]
-        self.owner = np.array([i for i, g in enumerate(groups) for _ in g])
-        self.n_layers = len(groups)
-        self._loss: list[torch.Tensor] = []
-        self._norms: list[list[torch.Tensor]] = []  # 2P per step: grads, weights
-        self._max_abs: list[list[torch.Tensor]] = []  # P per step
-        self._clipped: dict[int, list[torch.Tensor]] = {}  # step -> P
+        self.layout = FlatLayout.of([[p.shape for p in group] for group in groups], clipping)
+        self.flush_every = self.layout.steps_per_flush()
+        self._pending: list[torch.Tensor] = []  # per step: (1 + 2P,)
+        self._clipped: list[torch.Tensor] = []  # per step: (P,), if clipping
+        self._rows: list[np.ndarray] = []
+        self._finite = True
 
-    @torch.no_grad()
     def before_clipping(self, loss: torch.Tensor) -> None:
-        """Record the loss, gradient norms and weight norms of the next step."""
-        grads = [p.grad for p in self.params]
-        self._loss.append(loss.detach())
-        # Kept as lists of 0-d tensors; stacking them waits for `rows`.
-        # float64: PyTorch squares float32 elements in float32, so the norm of
-        # finite gradients of size ~1e19 would overflow and look non-finite.
-        self._norms.append(torch._foreach_norm(grads + self.params, 2, dtype=torch.float64))
-        self._max_abs.append(torch._foreach_norm(grads, float("inf")))
+        """Record the loss, gradients and weights of the next step."""
+        with torch.no_grad():  # the copy of the weights is not part of the graph
+            self._pending.append(_flatten([loss, *(p.grad for p in self.params), *self.params]))
 
-    @torch.no_grad()
     def after_clipping(self) -> None:
-        """Record the gradient norms of the current step after clipping."""
-        grads = [p.grad for p in self.params]
-        step = len(self._norms) - 1
-        self._clipped[step] = torch._foreach_norm(grads, 2, dtype=torch.float64)
+        """Record the gradients of the current step after clipping."""
+        self._clipped.append(_flatten([p.grad for p in self.params]))
 
-    def finite(self, last: int) -> bool:
-        """True if the losses of the ``last`` steps and the latest norms are finite.
+    def end_step(self) -> bool:
+        """Close the step; False once a step had a non-finite loss, gradient or weight.
 
-        A cheap test for stopping the loop, not the trace's rule (`rows`
-        cuts the record at the exact first non-finite value). Checking the
-        losses suffices because a non-finite gradient or weight makes the
-        next loss non-finite; the one exception, an infinite gradient that
-        ``clipvalue`` clamps back to finite values, only means the loop runs
-        on after the step where the trace ends.
+        Every `flush_every` steps the pending vectors are reduced to rows
+        and checked, so the answer can come up to that many steps late:
+        the loop stops then, and `rows` cuts the record at the exact step.
         """
-        recent = self._loss[-last:] + list(self._norms[-1])
-        return bool(torch.isfinite(torch.stack(recent).sum()))
+        if len(self._pending) >= self.flush_every:
+            self._flush()
+        return self._finite
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        block = torch.stack(self._pending)
+        if self._clipped:
+            block = torch.cat([block, torch.stack(self._clipped)], dim=1)
+        rows = self.layout.rows(block.numpy())
+        self._pending, self._clipped = [], []
+        self._rows.append(rows)
+        self._finite = self._finite and first_nonfinite_row(rows) is None
 
     def rows(self, stop_on_nonfinite: bool = True) -> np.ndarray:
         """The recorded rows, ending at the first non-finite one if asked.
@@ -339,33 +340,20 @@ class LayerRecorder:
         Returns:
             float64 array of shape ``(n, 2 + 4 * L)``.
         """
-        n_params = len(self.params)
-        loss = torch.stack(self._loss).double().numpy()
-        norms = _stack(self._norms)
-        grad_sq = sum_layers(norms[:, :n_params] ** 2, self.owner, self.n_layers)
-        weight = np.sqrt(sum_layers(norms[:, n_params:] ** 2, self.owner, self.n_layers))
-        max_abs = max_layers(_stack(self._max_abs), self.owner, self.n_layers)
-        clipped = np.sqrt(grad_sq)
-        for step, value in self._clipped.items():
-            clipped[step] = np.sqrt(sum_layers(_stack([value]) ** 2, self.owner, self.n_layers))
-        with np.errstate(invalid="ignore", over="ignore"):
-            total = np.sqrt(grad_sq.sum(axis=1))
-        rows = np.column_stack([loss, total, np.sqrt(grad_sq), clipped, max_abs, weight])
+        self._flush()
+        n_cols = 2 + 4 * len(self.layout.layer_sizes)
+        rows = np.concatenate(self._rows) if self._rows else np.empty((0, n_cols))
         if stop_on_nonfinite:
-            # The rule of `locate_nonfinite`: loss, gradients and weights
-            # (a clipped norm alone may overflow while they are finite).
-            step = locate_nonfinite(loss, grad_sq, weight, list(map(str, range(self.n_layers))))[0]
+            step = first_nonfinite_row(rows)
             if step is not None:
                 rows = rows[: step + 1]
         return rows
 
 
-def _stack(rows: list[list[torch.Tensor]]) -> np.ndarray:
-    # n rows of k 0-d tensors -> (n, k) float64, in one stack call
-    flat = torch.stack([value for row in rows for value in row])
-    return flat.double().reshape(len(rows), -1).numpy()
-
-
+def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
+    # One concatenated copy in a single call (the helper DistributedDataParallel
+    # uses for its buckets): three times cheaper than torch.cat of .view(-1)s.
+    return torch._utils._flatten_dense_tensors(tensors)
 
 
 @contextmanager
@@ -416,8 +404,8 @@ def run(spec: RunSpec) -> Trace:
     batches = torch.from_numpy(
         batch_indices(len(X_np), spec.batch_size, spec.steps, seed=spec.seed)
     )
-    recorder = LayerRecorder(groups)
     clipping = spec.clipping is not None
+    recorder = LayerRecorder(groups, clipping)
 
     # One gather per block of steps instead of two per step.
     block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].nbytes * spec.batch_size)))
@@ -442,9 +430,7 @@ def run(spec: RunSpec) -> Trace:
             if clipping:
                 _clip(params, spec)
                 recorder.after_clipping()
-            # Checking for NaN costs a synchronisation; every 32 steps is
-            # often enough, and the trace is cut at the exact step anyway.
-            if spec.stop_on_nonfinite and step % 32 == 31 and not recorder.finite(32):
+            if not recorder.end_step() and spec.stop_on_nonfinite:
                 break
             optimizer.step()
             if scheduler is not None:

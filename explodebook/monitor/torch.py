@@ -45,10 +45,13 @@ Cost: per step, three fused ``torch._foreach_norm`` calls (float64 L2 norms
 of all gradients and weights; largest gradient element), a fourth after
 clipping, and a few small tensor ops. The results stay on the device as
 tensors (no synchronisation, no ``.item()``) until ``trace()`` is called; every
-`CHUNK` steps they are stacked into one tensor to keep memory small. The
-same design as the backends' ``LayerRecorder``
-(`explodebook.backends.torch`); `explodebook.monitor.assemble_trace`
-turns the record into a `Trace`, the same way for both frameworks.
+`CHUNK` steps they are stacked into one tensor to keep memory small.
+(The book's backends instead copy each step's gradients and weights into
+one flat vector and compute the norms in blocks, `explodebook.flat`:
+cheaper for their tiny networks, but a user's model may be large, where
+a per-step copy of every weight would cost more than the norms.)
+`explodebook.monitor.assemble_trace` turns the record into a `Trace`, the
+same way for both frameworks.
 
 Layers are the modules that directly own trainable parameters, named by
 their qualified names (``model.named_modules()``), in registration order,
