@@ -223,3 +223,12 @@ def test_a_failing_cold_process_is_retried_and_reported(monkeypatch) -> None:
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[5:9] == ["–", "–", "–", "–"]
     assert notes == ["- 09_y widget 2 (lr 1 → 2): the cold keras process failed twice: `RuntimeError: boom`"]
+
+
+def test_recording_overhead_is_a_cost_per_step_without_fixed_costs() -> None:
+    run = _load("run")
+    steps = run.SPEC.steps
+    # Runs costing 0.5 s once plus 1 ms per step: the fixed part cancels.
+    long = [0.5 + 1e-3 * steps + noise for noise in (0.02, -0.01, 0.0)]
+    short = [0.5 + 1e-3 * run.SHORT_STEPS + noise for noise in (0.0, 0.03, -0.02)]
+    assert run.per_step(long, short) == pytest.approx(1e-3)
