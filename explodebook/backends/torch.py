@@ -315,9 +315,9 @@ class LayerRecorder:
     def end_step(self) -> bool:
         """Close the step; False once a step had a non-finite loss, gradient or weight.
 
-        Every `flush_every` steps the pending vectors are reduced to rows
+        Every ``flush_every`` steps the pending vectors are reduced to rows
         and checked, so the answer can come up to that many steps late:
-        the loop stops then, and `rows` cuts the record at the exact step.
+        the loop stops then, and ``rows()`` cuts the record at the exact step.
         """
         if len(self._pending) >= self.flush_every:
             self._flush()
