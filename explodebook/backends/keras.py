@@ -15,7 +15,9 @@ clipping. For speed, many steps run inside one compiled ``tf.function``
 more than the tiny network's arithmetic. The compiled loop is kept, with its
 model and optimizer, for the next run of a spec that differs only in values
 (learning rate, seed, initialization, steps, target scaling), so that run
-skips tracing.
+skips tracing. Each step's loss, gradients and weights leave the compiled
+loop as one flat vector; their norms are computed afterwards, for a whole
+chunk of steps at once (`explodebook.flat`).
 """
 
 from __future__ import annotations
@@ -58,30 +60,6 @@ from explodebook.flat import FlatLayout, first_nonfinite_row  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 from explodebook.weights import LayerWeights, initial_weights, input_size, layer_names  # noqa: E402
-
-
-
-def _one_scheduling_thread() -> None:
-    """Run TensorFlow's graphs on one inter-op thread, unless the user chose.
-
-    The compiled loop of a tiny network is a long chain of tiny ops, and
-    handing them between inter-op threads costs more than running them
-    side by side saves: on 2 cores one thread halves the wall time of a
-    step (``benchmarks/run.py``) and leaves the other core free. Each op
-    still uses several threads inside it (intra-op), as large matrix
-    products should. Results are identical either way: the setting only
-    changes which thread runs an op. Process-wide, so set
-    ``TF_NUM_INTEROP_THREADS`` to keep TensorFlow's default instead.
-    """
-    if "TF_NUM_INTEROP_THREADS" in os.environ:
-        return
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow already ran ops in this process: its setting stays
-
-
-_one_scheduling_thread()
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
