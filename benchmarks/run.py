@@ -16,10 +16,12 @@ Measured:
 2. warm: the same run again in the same process;
 3. recording overhead: the backend's training loop (which records
    per-layer gradient and weight norms every step) against the same loop
-   written without recording, in CPU time per step; and against what a
-   user would commonly write instead: a PyTorch loop reading
-   ``.norm().item()`` per parameter, and Keras ``model.fit`` with a
-   callback reading the weights' norms.
+   written without recording, in wall time per step (TensorFlow spreads
+   a step's ops over several threads, so its CPU time, 1.4-1.6 times its
+   wall time here, is not what a step takes); and against what a user
+   would commonly write instead: a PyTorch loop reading ``.norm().item()``
+   per parameter, and Keras ``model.fit`` with a callback reading the
+   weights' norms.
 
 The other benchmarks: ``benchmarks/chapters.py`` (each chapter's widget
 experiments and widget response), ``benchmarks/scaling.py`` (run time
@@ -233,7 +235,7 @@ def per_step(long: list[float], short: list[float], steps: int = SPEC.steps) -> 
 
 
 def overhead(framework: str, repeats: int) -> dict[str, float]:
-    """CPU seconds per step of each variant of the loop (see `per_step`).
+    """Wall seconds per step of each variant of the loop (see `per_step`).
 
     Keys: ``bare`` (the backend's loop recording nothing), ``backend`` (its
     real loop, recording everything), and the common alternatives:
@@ -266,9 +268,9 @@ def overhead(framework: str, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         for name, pair in variants.items():
             for train, record in zip(pair, times[name], strict=True):
-                start = time.process_time()
+                start = time.perf_counter()
                 train()
-                record.append(time.process_time() - start)
+                record.append(time.perf_counter() - start)
     return {name: per_step(*t) for name, t in times.items()}
 
 
@@ -307,7 +309,7 @@ def main() -> None:
     targets = {"torch": ("warm", 0.6), "keras": ("first", 2.0)}
     speed = ["| framework | import (s) | first run, tracing included (s) | warm run (s) | target |",
              "|---|---|---|---|---|"]  # fmt: skip
-    costs = ["| framework | loop | CPU µs / step | vs. the bare loop |",
+    costs = ["| framework | loop | µs / step | vs. the bare loop |",
              "|---|---|---|---|"]  # fmt: skip
     labels = {
         "bare": "the backend's loop, recording nothing",
@@ -351,7 +353,7 @@ def main() -> None:
             "",
             *costs,
             "",
-            f"CPU time per step: the difference between the medians of {args.repeats} "
+            f"Wall time per step: the difference between the medians of {args.repeats} "
             f"runs of {SPEC.steps} and of {SHORT_STEPS} steps, divided by "
             f"{SPEC.steps - SHORT_STEPS}, so that what a run costs once (building or "
             "resetting the model, tracing, assembling the trace) cancels out. The "

@@ -359,7 +359,8 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
         # the optimizer will clip them. One concat; the norms are computed
         # after the loop, for all steps at once.
         values = [loss, *grads, *variables, *(_clip(optimizer, grads) if clipping else [])]
-        row = tf.concat([tf.reshape(v, [-1]) for v in values], axis=0)
+        flat = tf.constant([-1])  # one shape constant for all the reshapes
+        row = tf.concat([v if len(v.shape) == 1 else tf.reshape(v, flat) for v in values], axis=0)
         # Raw gradients: the optimizer clips them itself.
         optimizer.apply_gradients(zip(grads, variables))
         return row
