@@ -315,4 +315,3 @@ def test_reused_compiled_loop_with_new_options_matches_a_fresh_one(changes):
         kb.run(first)
         kb.run(first.replace(learning_rate=1e-3))
         assert len(kb._TRAINERS) == 2
-

@@ -291,7 +291,7 @@ class LayerRecorder:
 
     Args:
         groups: trainable parameters grouped by layer (``L`` groups).
-        clipping: whether `after_clipping` is called every step.
+        clipping: whether ``after_clipping()`` is called every step.
     """
 
     def __init__(self, groups: list[list[nn.Parameter]], clipping: bool = False) -> None:
@@ -352,7 +352,7 @@ class LayerRecorder:
 
 def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
     # One concatenated copy in a single call (the helper DistributedDataParallel
-    # uses for its buckets): three times cheaper than torch.cat of .view(-1)s.
+    # uses for its buckets): about 3x cheaper than torch.cat of .view(-1)s.
     return torch._utils._flatten_dense_tensors(tensors)
 
 
