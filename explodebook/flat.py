@@ -60,12 +60,12 @@ class FlatLayout:
 
     @property
     def n_elements(self) -> int:
-        """``P``: gradient elements in all layers (equal to weight elements)."""
+        """The number ``P`` of gradient elements in all layers (also of weight elements)."""
         return sum(self.layer_sizes)
 
     @property
     def width(self) -> int:
-        """Length of one step's vector: ``1 + 2P``, or ``1 + 3P`` when clipping."""
+        """The length of one step's vector, ``1 + 2P`` (``1 + 3P`` when clipping)."""
         return 1 + (3 if self.clipping else 2) * self.n_elements
 
     def steps_per_flush(self, limit: int = 32) -> int:
