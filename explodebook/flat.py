@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from explodebook.trace import locate_nonfinite
+
 __all__ = ["FlatLayout", "FLUSH_BYTES", "first_nonfinite_row"]
 
 #: Backends reduce their pending step vectors to rows once they hold about
@@ -117,10 +119,8 @@ def first_nonfinite_row(rows: np.ndarray) -> int | None:
     """Index of the first row (as made by `FlatLayout.rows`) with a non-finite
     loss, gradient norm or weight norm; None if there is none.
 
-    The rule of `explodebook.trace.locate_nonfinite`, which the trace
-    applies to the same rows: a clipped norm alone does not count.
+    The trace's own rule, `explodebook.trace.locate_nonfinite`: a clipped
+    norm alone does not count.
     """
     L = (rows.shape[1] - 2) // 4
-    checked = np.concatenate([rows[:, :1], rows[:, 2 : 2 + L], rows[:, 2 + 3 * L :]], axis=1)
-    bad = ~np.isfinite(checked).all(axis=1)
-    return int(np.argmax(bad)) if bad.any() else None
+    return locate_nonfinite(rows[:, 0], rows[:, 2 : 2 + L], rows[:, 2 + 3 * L :], [""] * L)[0]
