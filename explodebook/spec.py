@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from explodebook.checks import expect, plain
 
 __all__ = ["RunSpec", "SpecError", "CHOICES"]
 
@@ -60,6 +63,12 @@ class RunSpec:
     He-uniform initialization, on an unscaled regression target, trained
     with SGD (learning rate 0.01, momentum 0.9) in batches of 32 for 1600
     steps (100 epochs of 500 samples).
+
+    Numpy scalars are accepted wherever Python values are (``np.int64`` for
+    an integer field; ``np.float32``, ``np.float64`` or a numpy integer for
+    a number field; ``np.bool_`` for ``residual`` and ``stop_on_nonfinite``)
+    and stored as the Python values they hold. Bools, numpy's included, are
+    not numbers here: ``depth=True`` is refused.
 
     Attributes:
         model: ``"mlp"`` (dense layers) or ``"rnn"`` (recurrent layers).
@@ -153,6 +162,16 @@ class RunSpec:
     seed: int = 1
 
     def __post_init__(self) -> None:
+        # Numpy scalars (from np.arange, np.linspace, an array element)
+        # become the Python values they hold, so that a spec built from
+        # them compares, hashes and serialises exactly like one built from
+        # Python numbers; validation below still refuses bools in number
+        # fields, numpy bools included.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            converted = plain(value)
+            if converted is not value:
+                object.__setattr__(self, f.name, converted)
         # Resolve model-dependent defaults first, so that the validated and
         # stored spec is explicit (and two specs that mean the same run
         # compare and hash equal).
@@ -177,10 +196,22 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunSpec:
-        """Inverse of `to_dict`; unknown keys raise `SpecError`."""
+    def from_dict(cls, values: Mapping[str, Any]) -> RunSpec:
+        """Inverse of `to_dict`; unknown keys raise `SpecError`.
+
+        Raises:
+            TypeError: ``values`` is not a mapping.
+            SpecError: a key is not a field, or a value is not allowed.
+        """
+        expect(
+            values,
+            Mapping,
+            "RunSpec.from_dict()",
+            "a dict of RunSpec fields (as RunSpec.to_dict() returns)",
+        )
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        # key=str: keys of mixed types (a stray int) still sort.
+        unknown = sorted(set(values) - known, key=str)
         if unknown:
             raise SpecError(
                 f"unknown RunSpec field(s) {unknown}; allowed: {sorted(known)}"

@@ -5,17 +5,32 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from explodebook.checks import (
+    check_framework,
+    describe,
+    expect_int,
+    expect_path,
+    expect_spec,
+    expect_trace,
+)
 from explodebook.spec import RunSpec
 
 __all__ = ["Trace", "FRAMEWORKS", "locate_nonfinite"]
 
 #: Framework names used in traces and in the API.
 FRAMEWORKS = ("torch", "keras")
+
+# What Trace.save writes, for the messages of Trace.load, and the first
+# bytes that tell a .npz (a zip archive) from a .npy file.
+_SAVED_AS = "Trace.save writes a .npz archive of arrays with a JSON header"
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
 
 # Array fields, with the number of dimensions each must have.
 _ARRAYS = {
@@ -84,13 +99,28 @@ class Trace:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.framework not in FRAMEWORKS:
-            raise ValueError(
-                f"Trace.framework={self.framework!r}: choose one of {list(FRAMEWORKS)}"
+        expect_spec(self.spec, "Trace(spec=...)")
+        self.framework = check_framework(self.framework, "Trace.framework")
+        # A string is iterable too: Trace(layers="ab") would quietly become
+        # two layers called "a" and "b".
+        layers = self.layers
+        ok = isinstance(layers, Iterable) and not isinstance(layers, (str, bytes))
+        layers = list(layers) if ok else []
+        if not ok or not all(isinstance(name, str) for name in layers):
+            raise TypeError(
+                "Trace(layers=...) expects a list of layer names (str), input to "
+                f"output, got {describe(self.layers)}"
             )
+        self.layers = layers
         n = None
         for name, ndim in _ARRAYS.items():
-            a = np.asarray(getattr(self, name), dtype=np.float64)
+            value = getattr(self, name)
+            try:
+                a = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"Trace.{name} expects an array of numbers, got {describe(value)}"
+                ) from error
             if a.ndim != ndim:
                 raise ValueError(f"Trace.{name} must have {ndim} dimension(s), got shape {a.shape}")
             if ndim == 2 and a.shape[1] != len(self.layers):
@@ -102,7 +132,6 @@ class Trace:
             elif a.shape[0] != n:
                 raise ValueError(f"Trace.{name} has {a.shape[0]} steps, loss has {n}")
             setattr(self, name, a)
-        self.layers = list(self.layers)
 
     # -- derived facts ----------------------------------------------------
 
@@ -122,7 +151,12 @@ class Trace:
         return {"torch": "PyTorch", "keras": "Keras"}[self.framework]
 
     def final_loss(self, window: int = 50) -> float:
-        """Mean loss over the last ``window`` finite steps (NaN if none)."""
+        """Mean loss over the last ``window`` finite steps (NaN if none).
+
+        Raises:
+            ValueError: ``window`` is not an integer >= 1.
+        """
+        window = expect_int(window, "window", 1)
         finite = self.loss[np.isfinite(self.loss)]
         return float(finite[-window:].mean()) if finite.size else float("nan")
 
@@ -138,9 +172,24 @@ class Trace:
                 ``grad_norms``, ``clipped_grad_norms``, ``grad_max_abs`` and
                 ``weight_norms``.
             spec, framework, wall_time: as in `Trace`.
+
+        Raises:
+            TypeError: ``record`` is not numbers or ``spec`` not a `RunSpec`.
+            ValueError: ``record`` has the wrong shape, or ``framework`` is
+                not one of `FRAMEWORKS`.
         """
         from explodebook.weights import layer_names
 
+        # Checked here, before layer_names and the slicing use them.
+        expect_spec(spec, "Trace.from_record(spec=...)")
+        framework = check_framework(framework)
+        try:
+            record = np.asarray(record, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                "Trace.from_record() expects a 2-D array of numbers as record, "
+                f"got {describe(record)}"
+            ) from error
         layers = layer_names(spec)
         n_layers = len(layers)
         if record.ndim != 2 or record.shape[1] != 2 + 4 * n_layers:
@@ -171,7 +220,12 @@ class Trace:
     # -- persistence (npz + JSON, no pickle) ------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the trace to one ``.npz`` file (arrays + a JSON header)."""
+        """Write the trace to one ``.npz`` file (arrays + a JSON header).
+
+        Raises:
+            TypeError: ``path`` is not a file path.
+        """
+        expect_path(path, "Trace.save()")
         header = {
             "format": "explodebook.Trace/1",
             "spec": self.spec.to_dict(),
@@ -191,11 +245,43 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Trace:
-        """Read a trace written by `save`."""
+        """Read a trace written by `save`.
+
+        Raises:
+            TypeError: ``path`` is not a file path.
+            FileNotFoundError: there is no such file.
+            ValueError: the file is not a trace file; the message says what
+                it is instead (a ``.npy`` array, not a ``.npz`` archive at
+                all, an archive without a trace header).
+        """
+        expect_path(path, "Trace.load()")
+        # np.load alone would answer a .npy file with an array (and a
+        # confusing error later) and a text file with "Cannot load file
+        # containing pickled data": look at the first bytes first.
+        with open(path, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+        if not magic.startswith(_ZIP_MAGIC):
+            what = (
+                "a single numpy array (.npy)" if magic == _NPY_MAGIC else "not a .npz archive"
+            )
+            raise ValueError(
+                f"{path!s} is not an explodebook trace file: {_SAVED_AS}; this is {what}"
+            )
         with np.load(path, allow_pickle=False) as npz:
-            header = json.loads(str(npz["header"]))
-            if header.get("format") != "explodebook.Trace/1":
+            if "header" not in npz.files:
+                raise ValueError(
+                    f"{path!s} is not an explodebook trace file: {_SAVED_AS}; this .npz "
+                    f"archive has no trace header (it holds {npz.files})"
+                )
+            try:
+                header = json.loads(str(npz["header"]))
+            except ValueError:
+                header = None
+            if not isinstance(header, dict) or header.get("format") != "explodebook.Trace/1":
                 raise ValueError(f"{path!s} is not an explodebook trace file")
+            missing = [name for name in _ARRAYS if name not in npz.files]
+            if missing:
+                raise ValueError(f"{path!s} is not a complete trace file: it has no {missing}")
             arrays = {name: npz[name] for name in _ARRAYS}
         return cls(
             spec=RunSpec.from_dict(header["spec"]),
@@ -210,7 +296,12 @@ class Trace:
         )
 
     def equals(self, other: Trace, *, ignore_time: bool = True) -> bool:
-        """True if both traces hold identical numbers (NaN equals NaN)."""
+        """True if both traces hold identical numbers (NaN equals NaN).
+
+        Raises:
+            TypeError: ``other`` is not a `Trace`.
+        """
+        expect_trace(other, "Trace.equals()")
         if (
             self.spec != other.spec
             or self.framework != other.framework
