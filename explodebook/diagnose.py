@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from explodebook.checks import expect, expect_trace, is_real, plain
 from explodebook.trace import Trace
 
 __all__ = ["Sign", "Thresholds", "Diagnosis", "diagnose", "SIGN_NAMES", "VERDICTS"]
@@ -173,16 +174,17 @@ def _check_number(
     high: float | None = None,
     integer: bool = False,
 ) -> None:
-    value = getattr(thresholds, name)
+    # Numpy scalars are stored as the Python numbers they hold, as in RunSpec.
+    value = plain(getattr(thresholds, name))
+    object.__setattr__(thresholds, name, value)
     if integer:
         allowed = f"an integer >= {low}"
-        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        ok = isinstance(value, int) and not isinstance(value, bool)
         ok = ok and value >= low
     else:
         bounds = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g}]'}"
         allowed = f"a finite number in {bounds}"
-        ok = isinstance(value, (int, float, np.integer, np.floating))
-        ok = ok and not isinstance(value, bool) and math.isfinite(value)
+        ok = is_real(value) and math.isfinite(value)
         ok = ok and (value > low if low_open else value >= low)
         ok = ok and (high is None or value <= high)
     if not ok:
@@ -291,10 +293,18 @@ def diagnose(trace: Trace, thresholds: Thresholds | None = None, **overrides: An
         a `Diagnosis` with the six signs in the article's order.
 
     Raises:
+        TypeError: ``trace`` is not a `Trace`, or ``thresholds`` is neither
+            a `Thresholds` nor ``None``.
         ValueError: a threshold has a value that is not allowed, or an
             override names no `Thresholds` field.
     """
-    thresholds = thresholds if thresholds is not None else Thresholds()
+    expect_trace(trace, "diagnose()")
+    thresholds = expect(
+        thresholds if thresholds is not None else Thresholds(),
+        Thresholds,
+        "diagnose(thresholds=...)",
+        "a Thresholds or None",
+    )
     if overrides:
         thresholds = thresholds.replace(**overrides)
     loss = np.asarray(trace.loss, dtype=np.float64)

@@ -21,6 +21,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from explodebook.checks import (
+    check_frameworks,
+    describe,
+    expect,
+    expect_spec,
+    expect_trace,
+    is_real,
+)
 from explodebook.data import dataset_for
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
@@ -86,7 +94,11 @@ def mean_predictor_loss(spec: RunSpec) -> float:
 
     Equal to the variance of the spec's training targets: 1/6 on the adding
     problem (up to sampling), about 1 on ``"regression-scaled"``.
+
+    Raises:
+        TypeError: ``spec`` is not a `RunSpec`.
     """
+    expect_spec(spec, "mean_predictor_loss()")
     _, y = dataset_for(spec)
     return float(np.var(y.astype(np.float64)))
 
@@ -103,10 +115,11 @@ def outcome(trace: Trace, tolerance: float = DEFAULT_TOLERANCE) -> Outcome:
         the `Outcome`.
 
     Raises:
-        ValueError: if ``tolerance`` is not in (0, 1].
+        TypeError: if ``trace`` is not a `Trace`.
+        ValueError: if ``tolerance`` is not a number in (0, 1].
     """
-    if not (isinstance(tolerance, (int, float)) and 0 < tolerance <= 1):
-        raise ValueError(f"tolerance={tolerance!r} must be a number in (0, 1]")
+    expect_trace(trace, "outcome()")
+    _check_tolerance(tolerance)
     reference = mean_predictor_loss(trace.spec)
     line = tolerance * reference
     finite = trace.first_nonfinite_step is None
@@ -129,6 +142,12 @@ def outcome(trace: Trace, tolerance: float = DEFAULT_TOLERANCE) -> Outcome:
         steps=len(trace.loss),
         wall_time=float(trace.wall_time),
     )
+
+
+def _check_tolerance(tolerance: Any) -> None:
+    # is_real: numpy numbers are fine, True is not the number 1.
+    if not (is_real(tolerance) and 0 < tolerance <= 1):
+        raise ValueError(f"tolerance={tolerance!r} must be a number in (0, 1]")
 
 
 def _steps_to_converge(loss: np.ndarray, line: float) -> int | None:
@@ -156,8 +175,13 @@ def describe_change(change: Mapping[str, Any]) -> str:
     """A spec change as the keyword arguments a reader would type.
 
     ``{"cell": "lstm", "l2": 0.01}`` becomes ``"cell='lstm', l2=0.01"``;
-    an empty change is ``"(none)"``.
+    an empty change (or ``None``) is ``"(none)"``.
+
+    Raises:
+        TypeError: ``change`` is not a mapping (or ``None``).
     """
+    if change is not None:
+        expect(change, Mapping, "describe_change()", "a mapping of RunSpec fields to values")
     if not change:
         return "(none)"
     return ", ".join(f"{key}={value!r}" for key, value in change.items())
@@ -166,7 +190,7 @@ def describe_change(change: Mapping[str, Any]) -> str:
 def outcome_table(
     base: RunSpec,
     variants: Mapping[str, Mapping[str, Any] | None],
-    frameworks: Sequence[str] = ("torch", "keras"),
+    frameworks: str | Sequence[str] = ("torch", "keras"),
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> pd.DataFrame:
     """Run every variant of ``base`` in every framework; one row per variant.
@@ -178,7 +202,7 @@ def outcome_table(
             apply to this baseline: its row is kept, with empty cells, so a
             table of fixes shows the gap instead of hiding it.
         frameworks: which frameworks to run, each through the cache of
-            `explodebook.run`.
+            `explodebook.run`: one name or a sequence of them.
         tolerance: see `outcome`.
 
     Returns:
@@ -189,6 +213,9 @@ def outcome_table(
         ``df.attrs["outcomes"][name][fw]``.
 
     Raises:
+        TypeError: ``base`` is not a `RunSpec`, or ``variants`` (or one of
+            its values) is not a mapping.
+        ValueError: a framework or ``tolerance`` is not allowed.
         explodebook.spec.SpecError: if a variant names a bad field or value (the
             message says which variant).
     """
@@ -196,6 +223,19 @@ def outcome_table(
 
     from explodebook import run
     from explodebook.spec import SpecError
+
+    # Every argument is checked before the first (possibly long) run.
+    expect_spec(base, "outcome_table()")
+    expected = "a mapping from row name to a dict of RunSpec changes (or None)"
+    expect(variants, Mapping, "outcome_table(variants=...)", expected)
+    for name, change in variants.items():
+        if change is not None and not isinstance(change, Mapping):
+            raise TypeError(
+                f"outcome_table(variants=...) expects {expected}, "
+                f"got variants[{name!r}] = {describe(change)}"
+            )
+    frameworks = check_frameworks(frameworks, "outcome_table(frameworks=...)")
+    _check_tolerance(tolerance)
 
     fields = [f for f in Outcome._fields if f != "framework"]
     columns = pd.MultiIndex.from_tuples(
