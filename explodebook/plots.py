@@ -6,11 +6,15 @@ when it is ``None``), returns what it drew on, and never calls
 where it did (a dashed line, an "x" and the step), so a line never just
 stops. Call `use_style` once per notebook for fonts, grid and colours; the
 framework colours in `FRAMEWORK_COLORS` are used whether or not it is.
+
+A function given something other than a `Trace` (or a list of them) or an
+``ax`` that is not a matplotlib ``Axes`` (a ``Figure``, say) raises a
+``TypeError`` that names the function and what it got.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 
 import matplotlib as mpl
@@ -24,6 +28,7 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import LogLocator
 from numpy.typing import ArrayLike
 
+from explodebook.checks import describe, expect, expect_trace
 from explodebook.trace import Trace, locate_nonfinite
 
 __all__ = [
@@ -133,7 +138,8 @@ def loss_curve(
     Returns:
         the Axes.
     """
-    traces = _as_list(trace_or_traces)
+    traces = _as_list(trace_or_traces, "loss_curve()")
+    _expect_axes(ax, "loss_curve(ax=...)")
     return _step_lines(traces, "loss", ax, log, title, labels, colors)
 
 
@@ -163,7 +169,8 @@ def grad_norm_curve(
     Returns:
         the Axes.
     """
-    traces = _as_list(trace_or_traces)
+    traces = _as_list(trace_or_traces, "grad_norm_curve()")
+    _expect_axes(ax, "grad_norm_curve(ax=...)")
     ax = _step_lines(traces, "grad_norm_total", ax, True, title, labels, colors)
     if reference is not None:
         _reference_line(ax, reference)
@@ -196,6 +203,8 @@ def grad_heatmap(
     Returns:
         the Axes (its colour bar is a second Axes of the same figure).
     """
+    expect_trace(trace, "grad_heatmap()")
+    _expect_axes(ax, "grad_heatmap(ax=...)")
     values = _per_layer(trace, which)
     n_steps, n_layers = values.shape
     binned, k = _bin_steps(values, max(1, int(max_columns)))
@@ -261,6 +270,8 @@ def layer_norms(
     Returns:
         the Axes.
     """
+    expect_trace(trace, "layer_norms()")
+    _expect_axes(ax, "layer_norms(ax=...)")
     values = _per_layer(trace, which)
     if reference is True:
         level = 1.0 if which in _GRADIENTS else None
@@ -296,6 +307,8 @@ def weight_norms(
     Returns:
         the Axes.
     """
+    expect_trace(trace, "weight_norms()")
+    _expect_axes(ax, "weight_norms(ax=...)")
     values = _per_layer(trace, "weight_norms")
     if relative:
         values = _relative(values)
@@ -332,7 +345,7 @@ def compare(
     Returns:
         ``(len(traces),)`` object array of Axes.
     """
-    traces = _as_list(traces)
+    traces = _as_list(traces, "compare()")
     if not traces:
         raise ValueError("compare() needs at least one trace")
     if quantity not in QUANTITY_LABELS:
@@ -348,6 +361,12 @@ def compare(
         panels = np.asarray(axes, dtype=object).ravel()
         if panels.size != len(traces):
             raise ValueError(f"got {panels.size} axes for {len(traces)} traces")
+        for i, panel in enumerate(panels):
+            if not isinstance(panel, Axes):
+                raise TypeError(
+                    f"compare(axes=...) expects one matplotlib Axes per trace, "
+                    f"item {i} is {describe(panel)}"
+                )
     for i, (ax, trace, name) in enumerate(zip(panels, traces, names)):
         if quantity in _PER_STEP:
             _step_lines([trace], quantity, ax, True, name, [name], None, legend=False)
@@ -392,6 +411,7 @@ def depth_profile(
         the Axes.
     """
     series = _as_series(values)
+    _expect_axes(ax, "depth_profile(ax=...)")
     ax = _axes(ax)
     markers: list[tuple[float, str, str, bool]] = []
     for i, (name, y) in enumerate(series.items()):
@@ -448,6 +468,7 @@ def mark_divergence(
     Returns:
         the text's Annotation (its ``gid`` is ``"divergence"``).
     """
+    expect(ax, Axes, "mark_divergence()", "a matplotlib Axes")
     top = 0.04 + 0.09 * slot if bottom else 0.96 - 0.09 * slot
     on_x = ax.get_xaxis_transform()  # x in data, y in axes fraction
     ax.axvline(step, color=color, ls="--", lw=1.2, zorder=4, path_effects=_HALO)
@@ -481,8 +502,26 @@ def _axes(ax: Axes | None) -> Axes:
     return ax
 
 
-def _as_list(traces: Trace | Sequence[Trace]) -> list[Trace]:
-    return [traces] if isinstance(traces, Trace) else list(traces)
+def _expect_axes(ax: object, where: str) -> None:
+    # A Figure (from plt.figure() or plt.subplots()[0]) is the usual mix-up;
+    # without this it fails much later as "'Figure' object has no attribute".
+    if ax is not None:
+        expect(ax, Axes, where, "a matplotlib Axes or None")
+
+
+def _as_list(traces: Trace | Sequence[Trace], where: str) -> list[Trace]:
+    """One trace or an iterable of them as a list, every item checked."""
+    if isinstance(traces, Trace):
+        return [traces]
+    expected = "a Trace or a list of Traces"
+    # A string is iterable, but its items are characters, not traces.
+    if isinstance(traces, (str, bytes)) or not isinstance(traces, Iterable):
+        raise TypeError(f"{where} expects {expected}, got {describe(traces)}")
+    items = list(traces)
+    for i, item in enumerate(items):
+        if not isinstance(item, Trace):
+            raise TypeError(f"{where} expects {expected}, item {i} is {describe(item)}")
+    return items
 
 
 def _per_layer(trace: Trace, which: str) -> np.ndarray:
@@ -735,10 +774,21 @@ def _share_y(panels: np.ndarray, traces: Sequence[Trace], quantity: str) -> None
 
 def _as_series(values: ArrayLike | Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
     if isinstance(values, Mapping):
-        return {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in values.items()}
-    a = np.asarray(values, dtype=np.float64)
+        return {str(k): _numbers(v).ravel() for k, v in values.items()}
+    a = _numbers(values)
     if a.ndim == 1:
         return {"": a}
     if a.ndim == 2:
         return {f"series {i}": row for i, row in enumerate(a)}
     raise ValueError(f"values must be 1-D, 2-D or a mapping, got shape {a.shape}")
+
+
+def _numbers(values: object) -> np.ndarray:
+    """``values`` as a float64 array, or a `TypeError` naming `depth_profile`."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            "depth_profile() expects numbers: a 1-D or 2-D array, or a mapping "
+            f"from label to 1-D array, got {describe(values)}"
+        ) from error

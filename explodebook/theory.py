@@ -35,6 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from explodebook.checks import describe, expect, expect_int, is_real
+
 __all__ = [
     "ACTIVATION_DERIVATIVE_BOUND",
     "FLOAT_LIMITS",
@@ -94,13 +96,19 @@ def _matrix(name: str, value: ArrayLike, *, square: bool = True) -> np.ndarray:
 
 
 def _positive_int(name: str, value: object, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed: expected an integer >= {low}")
-    return int(value)
+    return expect_int(value, name, low)
+
+
+def _floats(name: str, value: ArrayLike) -> np.ndarray:
+    """``value`` as a float64 array (any shape), or a `TypeError` naming it."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be an array of numbers, got {describe(value)}") from e
 
 
 def _finite_float(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real(value):
         raise ValueError(f"{name}={value!r} is not allowed: expected a finite number")
     v = float(value)
     if not math.isfinite(v) or (positive and v <= 0):
@@ -110,7 +118,9 @@ def _finite_float(name: str, value: object, *, positive: bool = False) -> float:
 
 
 def _activation(name: str) -> float:
-    if name not in ACTIVATION_DERIVATIVE_BOUND:
+    # isinstance first: a list is unhashable, and `in` on a dict would
+    # raise "unhashable type" instead of saying what is allowed.
+    if not isinstance(name, str) or name not in ACTIVATION_DERIVATIVE_BOUND:
         raise ValueError(
             f"activation={name!r} is not allowed: choose one of "
             f"{list(ACTIVATION_DERIVATIVE_BOUND)}"
@@ -182,6 +192,12 @@ def matrix_product_norms(
             f"matrices must have shape (k, n, n) or be a list of matrices, "
             f"got an array of shape {matrices.shape}"
         )
+    expect(
+        matrices,
+        Iterable,
+        "matrix_product_norms()",
+        "a (k, n, n) array or a list of matrices",
+    )
     items = list(matrices)
     if not items:
         raise ValueError("matrices is empty: need at least one matrix")
@@ -457,8 +473,8 @@ def rnn_backprop_norms(
     n = W.shape[0]
     T = _positive_int("seq_len", seq_len)
     rng = np.random.default_rng(seed)
-    h = np.asarray(rng.normal(size=n) if h0 is None else h0, dtype=np.float64)
-    u = np.asarray(rng.normal(size=(T, n)) if inputs is None else inputs, dtype=np.float64)
+    h = _floats("h0", rng.normal(size=n) if h0 is None else h0)
+    u = _floats("inputs", rng.normal(size=(T, n)) if inputs is None else inputs)
     if h.shape != (n,):
         raise ValueError(f"h0 must have shape ({n},) to match W_rec, got {h.shape}")
     if u.shape != (T, n):
@@ -586,7 +602,7 @@ def overflow_steps(
         maximum), or ``None`` if ``growth_factor <= 1`` and ``start`` does
         not exceed it: the value then never overflows.
     """
-    if dtype not in FLOAT_LIMITS:
+    if not isinstance(dtype, str) or dtype not in FLOAT_LIMITS:
         raise ValueError(f"dtype={dtype!r} is not allowed: choose one of {list(FLOAT_LIMITS)}")
     g = _finite_float("growth_factor", growth_factor, positive=True)
     s = _finite_float("start", start, positive=True)

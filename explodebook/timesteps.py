@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from explodebook.checks import check_framework, expect_spec, plain
 from explodebook.data import dataset_for
 from explodebook.spec import RunSpec, SpecError
-from explodebook.trace import FRAMEWORKS
 
 __all__ = ["input_gradient_norms"]
 
@@ -65,23 +65,20 @@ def input_gradient_norms(
         overflows float32.
 
     Raises:
+        TypeError: ``spec`` is not a `RunSpec`.
         SpecError: ``spec`` is not a recurrent spec (``model="mlp"``).
         ValueError: ``framework`` or ``batch_size`` is not allowed.
     """
-    if not isinstance(spec, RunSpec):
-        raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
+    expect_spec(spec, "input_gradient_norms()")
     if spec.model != "rnn":
         raise SpecError(
             f"RunSpec.model={spec.model!r} is not allowed here: gradients per "
             "time step need a recurrent network, model='rnn' "
             "(with cell 'simple', 'lstm' or 'gru')"
         )
-    if framework not in FRAMEWORKS:
-        raise ValueError(
-            f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}"
-        )
+    framework = check_framework(framework)
     X, y = dataset_for(spec)
-    n = spec.batch_size if batch_size is None else batch_size
+    n = spec.batch_size if batch_size is None else plain(batch_size)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(X):
         raise ValueError(
             f"batch_size={batch_size!r} is not allowed: expected an integer "
@@ -111,9 +108,9 @@ def _torch_input_grad(spec: RunSpec, x_batch: np.ndarray, y_batch: np.ndarray) -
 
 def _keras_input_grad(spec: RunSpec, x_batch: np.ndarray, y_batch: np.ndarray) -> np.ndarray:
     from explodebook.backends import keras as keras_backend
+    from explodebook.frameworks import import_tensorflow
 
-    import keras
-    import tensorflow as tf
+    tf, keras = import_tensorflow()
 
     model = keras_backend.build(spec)
     x = tf.constant(x_batch)
