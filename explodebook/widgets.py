@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
 from explodebook.cache import cached_run
+from explodebook.checks import check_frameworks, describe, expect, expect_spec, plain
 from explodebook.spec import CHOICES, RunSpec
-from explodebook.trace import FRAMEWORKS, Trace
+from explodebook.trace import Trace
 
 __all__ = ["explore", "Explorer", "DEFAULT_OPTIONS", "Draw"]
 
@@ -213,7 +214,7 @@ def _render(draw: Draw, traces: Sequence[Trace]) -> bytes:
 
 def explore(
     base: RunSpec | None = None,
-    controls: Sequence[str] | Mapping[str, Sequence[Any]] = ("learning_rate", "init_scale"),
+    controls: str | Sequence[str] | Mapping[str, Sequence[Any]] = ("learning_rate", "init_scale"),
     frameworks: str | Sequence[str] = "torch",
     draw: Draw | None = None,
 ) -> Explorer:
@@ -222,8 +223,10 @@ def explore(
     Args:
         base: the spec to start from (default ``RunSpec()``).
         controls: the fields to control, either names (their values come
-            from `DEFAULT_OPTIONS`) or a mapping from name to the values to
-            offer. Numeric fields get a slider, the others a drop-down.
+            from `DEFAULT_OPTIONS`; one name is fine too) or a mapping from
+            name to the values to offer (a list, or a numpy array such as
+            ``np.arange(1, 5)``). Numeric fields get a slider, the others a
+            drop-down.
         frameworks: ``"torch"``, ``"keras"`` or both; each setting is run in
             each.
         draw: draws one setting's traces (one per framework) and returns
@@ -234,14 +237,35 @@ def explore(
         show the controls and the figure.
 
     Raises:
+        TypeError: ``base`` is not a `RunSpec`, ``controls`` is neither
+            names nor a mapping to lists of values, or ``draw`` is not
+            callable.
         ValueError: an unknown field or framework, or a field without
             default values.
     """
-    base = base or RunSpec()
+    base = RunSpec() if base is None else expect_spec(base, "explore()")
     known = {f.name for f in fields(RunSpec)}
+    if isinstance(controls, str):
+        controls = (controls,)
     if isinstance(controls, Mapping):
-        options = {name: list(values) for name, values in controls.items()}
+        options = {}
+        for name, values in controls.items():
+            # A string is iterable too, but its characters are not values.
+            if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+                raise TypeError(
+                    f"explore(controls=...) expects a list of values for {name!r}, "
+                    f"got {describe(values)}"
+                )
+            # Python values, so that numbers from numpy get a slider and
+            # read as numbers in its labels.
+            options[name] = [plain(value) for value in values]
     else:
+        expect(
+            controls,
+            Iterable,
+            "explore(controls=...)",
+            "field names or a mapping from field name to the values to offer",
+        )
         options = {}
         for name in controls:
             if name not in DEFAULT_OPTIONS and name in known:
@@ -258,8 +282,10 @@ def explore(
         for value in values:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name}: {value!r} is not a finite number")
-    names = (frameworks,) if isinstance(frameworks, str) else tuple(frameworks)
-    for name in names:
-        if name not in FRAMEWORKS:
-            raise ValueError(f"framework={name!r} is not allowed: choose from {list(FRAMEWORKS)}")
+    names = check_frameworks(frameworks, "explore(frameworks=...)")
+    if draw is not None and not callable(draw):
+        raise TypeError(
+            "explore(draw=...) expects a function that takes the traces and returns "
+            f"a figure, or None, got {describe(draw)}"
+        )
     return Explorer(base, options, names, draw or default_draw)
