@@ -348,7 +348,7 @@ def compare(
     traces = _as_list(traces, "compare()")
     if not traces:
         raise ValueError("compare() needs at least one trace")
-    if quantity not in QUANTITY_LABELS:
+    if not isinstance(quantity, str) or quantity not in QUANTITY_LABELS:
         raise ValueError(
             f"quantity={quantity!r} is not allowed: choose one of {list(QUANTITY_LABELS)}"
         )

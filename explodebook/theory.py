@@ -85,7 +85,7 @@ def _matrix(name: str, value: ArrayLike, *, square: bool = True) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be a 2-D array of numbers, got {type(value).__name__}") from e
+        raise TypeError(f"{name} must be a 2-D array of numbers, got {describe(value)}") from e
     if a.ndim != 2 or a.size == 0:
         raise ValueError(f"{name} must be a non-empty 2-D matrix, got shape {a.shape}")
     if square and a.shape[0] != a.shape[1]:
