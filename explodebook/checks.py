@@ -72,7 +72,7 @@ def expect(value: Any, types: type | tuple[type, ...], where: str, expected: str
 
     Args:
         value: the argument to check.
-        types: the allowed class(es), as for `isinstance`.
+        types: the allowed class(es), as for ``isinstance``.
         where: the function and argument, e.g. ``"diagnose()"`` for the
             main argument or ``"diagnose(thresholds=...)"`` for another.
         expected: what is allowed, e.g. ``"a Thresholds or None"``.

@@ -171,7 +171,7 @@ def _steps_to_converge(loss: np.ndarray, line: float) -> int | None:
     return last + window
 
 
-def describe_change(change: Mapping[str, Any]) -> str:
+def describe_change(change: Mapping[str, Any] | None) -> str:
     """A spec change as the keyword arguments a reader would type.
 
     ``{"cell": "lstm", "l2": 0.01}`` becomes ``"cell='lstm', l2=0.01"``;
