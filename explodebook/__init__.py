@@ -9,7 +9,8 @@ used.
 Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
 ``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `cache`,
 `widgets`, `monitor` (``torch``, ``keras``: watch your own model),
-`timesteps` (gradient per input time step of an RNN).
+`timesteps` (gradient per input time step of an RNN), `frameworks` (import
+PyTorch and TensorFlow in the safe order), `notebook` (a chapter's set-up).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import importlib
 from typing import Any
 
 from explodebook.diagnose import Diagnosis, Sign, Thresholds, diagnose
+from explodebook.frameworks import guard_triton as _guard_triton
 from explodebook.spec import RunSpec, SpecError
 from explodebook.trace import FRAMEWORKS, Trace
 
@@ -41,6 +43,11 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# If the reader imported TensorFlow before PyTorch's triton could load, hide
+# triton now (no framework is imported): its import by the first optimizer
+# would crash the process (explodebook.frameworks).
+_guard_triton()
 
 # Submodules that import matplotlib or ipywidgets load on first use, so
 # that `import explodebook` stays light.

@@ -18,9 +18,9 @@ __all__ = ["get"]
 def get(framework: str) -> ModuleType:
     """Import and return the backend module for ``"torch"`` or ``"keras"``.
 
-    Importing the Keras backend imports torch first when torch is
-    installed: with some builds of torch, creating a ``torch.optim``
-    optimizer after TensorFlow was imported has crashed the process.
+    Both backends import their framework through `explodebook.frameworks`,
+    which loads PyTorch (and triton, which the CUDA build ships) before
+    TensorFlow: triton loaded after TensorFlow crashes the process.
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}")

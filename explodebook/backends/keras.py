@@ -22,34 +22,19 @@ chunk of steps at once (`explodebook.flat`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 # Keras 3 picks its backend when it is first imported; this module is written
-# for TensorFlow (tf.GradientTape, tf.function), so ask for it unless the
-# user already chose one (checked below).
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# TensorFlow's C++ start-up messages (CPU features, absl) go to stderr, where
-# notebooks show them as warnings; keep errors only, unless the user chose.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# for TensorFlow (tf.GradientTape, tf.function), so import_tensorflow asks for
+# it unless the user already chose one (checked below). It also loads torch
+# (and triton) first when installed: triton loaded after TensorFlow crashes
+# the process (explodebook.frameworks).
+from explodebook.frameworks import import_tensorflow
 
-# Import torch (and torch._dynamo, which torch.optim imports lazily, on an
-# optimizer's first use) BEFORE TensorFlow: with some torch builds, creating
-# a torch.optim optimizer after TensorFlow was imported segfaults, and
-# loading torch's native libraries first avoids it. The book uses both
-# frameworks in one process, so importing this module fixes the order.
-try:
-    import torch  # noqa: F401
-
-    try:
-        import torch._dynamo  # noqa: F401
-    except ImportError:
-        pass
-except ImportError:
-    pass
+import_tensorflow()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -14,8 +14,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import torch
-from torch import nn
+
+from explodebook.frameworks import import_torch
+
+# torch, and triton when installed, before TensorFlow can be (see
+# explodebook.frameworks): this makes a reader's later TensorFlow import safe.
+import_torch()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 from explodebook.data import batch_indices, dataset_for
 from explodebook.spec import RunSpec

@@ -19,8 +19,8 @@ became NaN or infinite. ``monitor.trace()`` returns the `Trace`.
 ``import explodebook.monitor`` imports neither framework: each submodule
 imports its own when it is first used (``explodebook.monitor.torch`` or
 ``explodebook.monitor.keras``, or the attribute of the same name here).
-Using both in one process, import the PyTorch one first (importing the
-Keras one imports torch first anyway, when torch is installed).
+Both import their framework through `explodebook.frameworks`, which loads
+PyTorch (and triton, when installed) before TensorFlow, in either order.
 """
 
 from __future__ import annotations

@@ -68,17 +68,31 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from explodebook.monitor import assemble_trace
-from explodebook.spec import RunSpec
-from explodebook.trace import Trace
+from explodebook.frameworks import import_torch
 
-__all__ = ["GradientMonitor", "layer_groups", "CHUNK"]
+# torch, and triton when installed, before TensorFlow (explodebook.frameworks):
+# after this import a reader's own optimizer is safe to create even if they
+# import TensorFlow later.
+import_torch()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from explodebook.monitor import assemble_trace  # noqa: E402
+from explodebook.spec import RunSpec  # noqa: E402
+from explodebook.trace import Trace  # noqa: E402
+
+__all__ = ["GradientMonitor", "layer_groups", "CHUNK", "SMALL_MODEL", "SMALL_MODEL_PARAMETERS"]
 
 #: Steps kept as lists of small tensors before they are stacked into one.
 CHUNK = 256
+
+#: ``GradientMonitor(threads=SMALL_MODEL)`` (the default): one PyTorch thread
+#: while monitoring a model with fewer than `SMALL_MODEL_PARAMETERS`
+#: parameters, PyTorch's own setting for a larger one.
+SMALL_MODEL = 0
+SMALL_MODEL_PARAMETERS = 100_000
 
 
 def layer_groups(model: nn.Module) -> dict[str, list[tuple[str, nn.Parameter]]]:
@@ -134,6 +148,17 @@ class GradientMonitor:
             ``trace.extra["spec"] == "placeholder"``: only its ``steps``
             means anything. Pass a spec when you rebuilt one of the book's
             runs.
+        threads: PyTorch intra-op threads while the monitor is open
+            (``torch.set_num_threads``; `close` restores the previous
+            count). The default, `SMALL_MODEL`, means one thread for a
+            model with fewer than `SMALL_MODEL_PARAMETERS` parameters and
+            no change for a larger one: with one OpenMP thread per core,
+            every small operation waits for all of them, and when another
+            thread or process holds a core (TensorFlow in the same kernel,
+            another notebook) an ordinary loop over a small model ran up
+            to 50 times slower in our measurements; one thread is steady
+            and, for such models, about as fast. ``None`` leaves PyTorch's
+            setting alone; an integer sets that many threads.
 
     Use it as a context manager, or call `close`, to remove the hooks;
     ``trace()`` works before and after.
@@ -146,6 +171,7 @@ class GradientMonitor:
         *,
         loss_fn: nn.Module | None = None,
         spec: RunSpec | None = None,
+        threads: int | None = SMALL_MODEL,
     ) -> None:
         groups = layer_groups(model)
         if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
@@ -160,6 +186,13 @@ class GradientMonitor:
             )
         if spec is not None and not isinstance(spec, RunSpec):
             raise TypeError(f"spec must be a RunSpec or None, got {type(spec).__name__}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 0
+        ):
+            raise ValueError(
+                f"threads={threads!r} is not allowed: give an integer >= 1, "
+                "SMALL_MODEL (0: one thread if the model is small) or None"
+            )
         self.model_name = type(model).__name__
         self.spec = spec
         self.layers = list(groups)
@@ -195,6 +228,13 @@ class GradientMonitor:
             self._handles.append(optimizer.register_step_pre_hook(self._on_step))
         if loss_fn is not None:
             self._handles.append(loss_fn.register_forward_hook(self._on_loss))
+        self._threads_before: int | None = None
+        if threads == SMALL_MODEL:
+            small = sum(p.numel() for p in self.params) < SMALL_MODEL_PARAMETERS
+            threads = 1 if small else None
+        if threads is not None and threads != torch.get_num_threads():
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(threads)
 
     # -- public API ---------------------------------------------------------
 
@@ -242,10 +282,16 @@ class GradientMonitor:
         self._steps[-1][1][2 * P :] = clipped
 
     def close(self) -> None:
-        """Remove every hook. Idempotent; the recorded steps are kept."""
+        """Remove every hook and restore PyTorch's thread count. Idempotent.
+
+        The recorded steps are kept.
+        """
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     def __enter__(self) -> GradientMonitor:
         return self
