@@ -11,7 +11,7 @@ LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help venv assets book book-student assignment assignments grade test test-fast lab bench bench-book clean
+.PHONY: help venv assets book book-student assignment assignments grade test test-fast test-envs wheel lab bench bench-book clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
@@ -21,6 +21,7 @@ help:
 	@echo "make grade CHAPTER=07 SUBMISSIONS=dir  grade a folder of notebooks into a CSV"
 	@echo "make test       run the test suite, including a full book build"
 	@echo "make test-fast  the test suite without the book build"
+	@echo "make test-envs  the package from its wheel in clean environments: torch only, keras only, and the CUDA build of PyTorch beside TensorFlow"
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
 	@echo "make bench      run the benchmarks, write benchmarks/*results.md"
 	@echo "make bench-book time a cold and a warm build of the whole book"
@@ -85,6 +86,52 @@ test: assets
 
 test-fast: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest -m "not book"
+
+# Environments readers bring, each a virtualenv in .envs/ (kept, and made
+# anew when its requirements change), with the package installed from its
+# wheel and tests/envs/smoke.py run from outside the repository:
+# - torch / keras: `pip install explodebook[torch]` (or [keras]) alone;
+# - cuda: PyPI's default PyTorch (the CUDA build, with triton) beside
+#   TensorFlow, as on Colab: the frameworks' import order, runs, the
+#   monitor and a whole chapter.
+ENVS       := $(CURDIR)/.envs
+WHEEL_DIR  := _build/dist
+SMOKE      := $(CURDIR)/tests/envs/smoke.py
+SMOKE_CHAPTER ?= chapters/11_watch_your_model.md
+
+wheel: $(STAMP)
+	rm -rf $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEEL_DIR) .
+
+$(ENVS)/torch/.installed: pyproject.toml tests/envs/torch-cpu.txt
+	rm -rf $(ENVS)/torch && $(PYTHON) -m venv $(ENVS)/torch
+	$(ENVS)/torch/bin/python -m pip install --quiet -c tests/envs/torch-cpu.txt torch
+	touch $@
+
+$(ENVS)/keras/.installed: pyproject.toml
+	rm -rf $(ENVS)/keras && $(PYTHON) -m venv $(ENVS)/keras
+	touch $@
+
+$(ENVS)/cuda/.installed: pyproject.toml tests/envs/cuda-requirements.txt
+	rm -rf $(ENVS)/cuda && $(PYTHON) -m venv $(ENVS)/cuda
+	$(ENVS)/cuda/bin/python -m pip install --quiet -r tests/envs/cuda-requirements.txt
+	touch $@
+
+# $(call smoke,ENV,EXTRAS,ARGS): install the wheel with EXTRAS into .envs/ENV
+# (the package anew, its dependencies as its metadata says) and run the
+# smoke test there, from a folder outside the repository.
+define smoke
+	$(ENVS)/$(1)/bin/python -m pip install --quiet --force-reinstall --no-deps $(wildcard $(WHEEL_DIR)/explodebook-*.whl)
+	$(ENVS)/$(1)/bin/python -m pip install --quiet $(if $(filter torch,$(1)),-c tests/envs/torch-cpu.txt) "$(firstword $(wildcard $(WHEEL_DIR)/explodebook-*.whl))[$(2)]"
+	cd "$$(mktemp -d)" && $(ENVS)/$(1)/bin/python -I $(SMOKE) $(3)
+endef
+
+test-envs: wheel $(ENVS)/torch/.installed $(ENVS)/keras/.installed $(ENVS)/cuda/.installed
+	$(call smoke,torch,torch,torch)
+	$(call smoke,keras,keras,keras)
+	$(call smoke,cuda,torch$(comma)keras$(comma)widgets,cuda $(CURDIR)/$(SMOKE_CHAPTER))
+
+comma := ,
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) chapters/
