@@ -141,6 +141,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/chapters.py
 	$(BIN)/python benchmarks/monitor_overhead.py --out benchmarks/monitor_results.md
+	$(BIN)/python benchmarks/threads.py --out benchmarks/threads_results.md
 	$(BIN)/python benchmarks/grading.py --out benchmarks/grading_results.md
 
 # The whole book, cold (empty cache, chapters in parallel) and warm (after a
