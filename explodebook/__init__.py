@@ -10,7 +10,8 @@ Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
 ``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `cache`,
 `widgets`, `monitor` (``torch``, ``keras``: watch your own model),
 `timesteps` (gradient per input time step of an RNN), `frameworks` (import
-PyTorch and TensorFlow in the safe order), `notebook` (a chapter's set-up).
+PyTorch and TensorFlow in the safe order), `notebook` (a chapter's set-up),
+`budget` (a run's estimated time, its limit, progress bars and Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from explodebook import budget
+from explodebook.budget import BudgetError, RunInterrupted
 from explodebook.diagnose import Diagnosis, Sign, Thresholds, diagnose
 from explodebook.frameworks import guard_triton as _guard_triton
 from explodebook.spec import RunSpec, SpecError
@@ -29,6 +32,9 @@ __all__ = [
     "Trace",
     "FRAMEWORKS",
     "run",
+    "BudgetError",
+    "RunInterrupted",
+    "budget",
     "diagnose",
     "Diagnosis",
     "Sign",
@@ -63,7 +69,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'explodebook' has no attribute {name!r}")
 
 
-def run(spec: RunSpec, framework: str = "torch", *, cache: bool = True) -> Trace:
+def run(
+    spec: RunSpec,
+    framework: str = "torch",
+    *,
+    cache: bool = True,
+    max_seconds: float | None = budget.DEFAULT,
+    progress: bool | None = None,
+) -> Trace:
     """Train the network of ``spec`` with one framework and return its trace.
 
     Args:
@@ -71,14 +84,27 @@ def run(spec: RunSpec, framework: str = "torch", *, cache: bool = True) -> Trace
         framework: ``"torch"`` or ``"keras"``.
         cache: reuse the trace of an identical earlier run in this process
             (`explodebook.cache.cached_run`; its arrays are read-only).
+        max_seconds: refuse, before it starts, a run estimated to take
+            longer than this many seconds (`explodebook.budget`); the
+            default is `explodebook.budget.MAX_SECONDS` (2 minutes),
+            ``None`` means no limit.
+        progress: show a progress bar; by default only for a run estimated
+            over `explodebook.budget.PROGRESS_SECONDS`.
 
     Returns:
         the `Trace`.
+
+    Raises:
+        BudgetError: the run is estimated over ``max_seconds``; the message
+            says how long it would take and which fields to lower.
+        RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``); its ``trace``
+            holds the steps done, as the trace of
+            ``spec.replace(steps=<steps done>)``. Nothing is cached.
     """
     if cache:
         from explodebook.cache import cached_run
 
-        return cached_run(spec, framework)
+        return cached_run(spec, framework, max_seconds=max_seconds, progress=progress)
     from explodebook.backends import get
 
-    return get(framework).run(spec)
+    return get(framework).run(spec, max_seconds=max_seconds, progress=progress)

@@ -17,10 +17,11 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
+from explodebook import budget
 from explodebook.spec import RunSpec
 from explodebook.trace import FRAMEWORKS, Trace
 
-__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "clear", "info"]
+__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "contains", "clear", "info"]
 
 #: Most traces kept; the least recently used is dropped first. A trace of a
 #: default 1600-step run is ~0.1 MB, so the cache stays in the tens of MB.
@@ -53,16 +54,30 @@ def _freeze(trace: Trace) -> None:
         getattr(trace, name).flags.writeable = False
 
 
-def cached_run(spec: RunSpec, framework: str = "torch") -> Trace:
+def cached_run(
+    spec: RunSpec,
+    framework: str = "torch",
+    *,
+    max_seconds: float | None = budget.DEFAULT,
+    progress: bool | None = None,
+) -> Trace:
     """Run ``spec`` with ``framework``'s backend, or return the cached trace.
 
     Args:
         spec: the run.
         framework: ``"torch"`` or ``"keras"``.
+        max_seconds, progress: as in the backend's ``run``: refuse a run
+            estimated over ``max_seconds`` (`explodebook.budget`; a cached
+            trace costs nothing and is always returned), show a progress
+            bar.
 
     Returns:
         the `Trace`; the *same object* for the same ``(framework, spec)``
         while it stays in the cache, with read-only arrays.
+
+    Raises:
+        BudgetError: not cached, and estimated over ``max_seconds``.
+        RunInterrupted: Ctrl-C during the run; nothing is cached.
     """
     global _hits, _misses
     if not isinstance(spec, RunSpec):
@@ -84,7 +99,11 @@ def cached_run(spec: RunSpec, framework: str = "torch") -> Trace:
 
     # Run outside the lock: a run takes seconds, and a second thread asking
     # for another spec should not wait for it.
-    trace = backends.get(framework).run(spec)
+    # An interrupted run raises (RunInterrupted) before this stores anything.
+    # Only the options given are passed on, so a backend's run written as
+    # run(spec) (a stand-in in a test) still works with the defaults.
+    options = budget.given(max_seconds=max_seconds, progress=progress)
+    trace = backends.get(framework).run(spec, **options)
     _freeze(trace)
     with _lock:
         # Another thread may have finished the same run meanwhile: keep the
@@ -94,6 +113,12 @@ def cached_run(spec: RunSpec, framework: str = "torch") -> Trace:
         while len(_traces) > MAX_TRACES:
             _traces.popitem(last=False)
     return trace
+
+
+def contains(spec: RunSpec, framework: str = "torch") -> bool:
+    """Whether the trace of ``(framework, spec)`` is in the cache (no run, no counters)."""
+    with _lock:
+        return (framework, spec) in _traces
 
 
 def clear() -> None:

@@ -35,7 +35,9 @@ from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
+from explodebook import budget
 from explodebook.cache import cached_run
+from explodebook.cache import contains as cache_contains
 from explodebook.spec import RunSpec, SpecError
 from explodebook.trace import FRAMEWORKS, Trace
 
@@ -121,11 +123,17 @@ def sweep(
     values: Iterable[Any],
     framework: str | Sequence[str] = "torch",
     cache: bool = True,
+    *,
+    max_seconds: float | None = budget.DEFAULT,
+    progress: bool | None = None,
 ) -> Sweep:
     """Run ``base`` once per value of one field, in one or more frameworks.
 
     Every spec is built (and so validated) before anything runs, so a bad
-    value fails at once instead of after minutes of training.
+    value fails at once instead of after minutes of training; and the
+    time of all the runs still to do (not those already in the run cache)
+    is estimated before any starts, so a sweep that would take too long is
+    refused at once, with a `BudgetError` that says which fields to lower.
 
     Args:
         base: the spec to start from.
@@ -135,6 +143,12 @@ def sweep(
             ``("torch", "keras")``.
         cache: go through `explodebook.cache.cached_run` (re-running a
             sweep in the same process costs nothing); ``False`` always runs.
+        max_seconds: refuse a sweep whose runs are estimated to take longer
+            than this many seconds in all (`explodebook.budget`); default
+            `explodebook.budget.MAX_SECONDS`, ``None`` for no limit.
+        progress: a progress bar over the runs (and one for each run
+            estimated over `explodebook.budget.PROGRESS_SECONDS`); default:
+            when the sweep is estimated over that threshold.
 
     Returns:
         a `Sweep` with ``N`` traces per framework.
@@ -142,6 +156,10 @@ def sweep(
     Raises:
         SpecError: ``field`` is not a `RunSpec` field, or a value is not
             allowed for it (the message says which value).
+        BudgetError: the runs are estimated over ``max_seconds``.
+        RunInterrupted: Ctrl-C during a run (its ``trace`` holds that run's
+            steps done); the runs finished before it are in the run cache,
+            so calling the same sweep again resumes where it stopped.
     """
     if not isinstance(base, RunSpec):
         raise TypeError(f"base must be a RunSpec, got {type(base).__name__}")
@@ -164,15 +182,49 @@ def sweep(
         except SpecError as e:
             raise SpecError(f"sweep over {field}: values[{i}]={value!r} is invalid: {e}") from e
 
-    traces: dict[str, list[Trace]] = {}
+    # The budget covers the runs still to do, all together. Each run checks
+    # its own estimate against the same budget again, and passes: it is part
+    # of the total.
+    todo = [
+        (spec, name)
+        for name in frameworks
+        for spec in (dict.fromkeys(specs) if cache else specs)  # cached: a repeat runs once
+        if not (cache and cache_contains(spec, name))
+    ]
+    plan = budget.plan(
+        todo, max_seconds, progress,
+        what=f"sweep over {field} ({len(todo)} runs)",
+        anyway=f"sweep(base, {field!r}, values, ..., max_seconds=None)",
+    )  # fmt: skip
+    # Each run: a bar of its own only when long, and none when bars are off.
+    options = budget.given(max_seconds, False if progress is False else None)
+    runs: dict[str, Callable[[RunSpec], Trace]] = {}
     for name in frameworks:
         if cache:
-            run: Callable[[RunSpec], Trace] = partial(cached_run, framework=name)
+            runs[name] = partial(cached_run, framework=name, **options)
         else:
             from explodebook import backends
 
-            run = backends.get(name).run
-        traces[name] = [run(spec) for spec in specs]
+            runs[name] = partial(backends.get(name).run, **options)
+    bar = budget.Progress(plan.progress, len(specs) * len(frameworks), f"sweep {field}", "run")
+    traces: dict[str, list[Trace]] = {name: [] for name in frameworks}
+    completed = False
+    try:
+        for name in frameworks:
+            for spec in specs:
+                traces[name].append(runs[name](spec))
+                bar.to(sum(map(len, traces.values())))
+        completed = True
+    except budget.RunInterrupted as e:
+        if hasattr(e, "add_note"):
+            done = sum(map(len, traces.values()))
+            e.add_note(
+                f"sweep over {field}: {done} of {len(specs) * len(frameworks)} runs done"
+                + (" (in the run cache: the same sweep resumes from there)" if cache else "")
+            )
+        raise
+    finally:
+        bar.close(completed)
     return Sweep(base, field, values, tuple(specs), traces)
 
 
@@ -529,11 +581,14 @@ def sweep_scrubber(
     start: int | None = None,
     dpi: float = 80,
     cache: bool = True,
+    max_seconds: float | None = budget.DEFAULT,
+    progress: bool | None = None,
 ) -> Scrubber:
     """`sweep` then `scrubber`: one slider position per value of ``field``.
 
     Args:
-        base, field, values, framework, cache: as in `sweep`.
+        base, field, values, framework, cache, max_seconds, progress: as
+            in `sweep`.
         draw: called with the traces of one value, one per framework
             (``draw(trace)`` or ``draw(torch_trace, keras_trace)``).
         labels, title, start, dpi: as in `scrubber`.
@@ -541,5 +596,7 @@ def sweep_scrubber(
     Returns:
         a `Scrubber`.
     """
-    result = sweep(base, field, values, framework, cache=cache)
+    result = sweep(
+        base, field, values, framework, cache=cache, max_seconds=max_seconds, progress=progress
+    )
     return scrubber(result, draw, labels, title=title, start=start, dpi=dpi)

@@ -414,33 +414,97 @@ def _trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
     return trainer
 
 
-def run(spec: RunSpec) -> Trace:
+# The run's budget, progress bar and Ctrl-C handling. Imported here, apart
+# from the framework imports above and their required order; it imports no
+# framework itself.
+from explodebook import budget  # noqa: E402
+
+
+def run(
+    spec: RunSpec, *, max_seconds: float | None = budget.DEFAULT, progress: bool | None = None
+) -> Trace:
     """Train the network of ``spec`` and record every step.
+
+    Args:
+        spec: the run.
+        max_seconds: refuse a run estimated to take longer
+            (`explodebook.budget`); default `explodebook.budget.MAX_SECONDS`,
+            ``None`` for no limit.
+        progress: show a progress bar; default: when the run is estimated
+            to take more than `explodebook.budget.PROGRESS_SECONDS`.
 
     Returns:
         a `Trace`; if the loss, a gradient or a weight becomes non-finite
         and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
+
+    Raises:
+        BudgetError: the run is estimated over ``max_seconds``.
+        RunInterrupted: Ctrl-C; its ``trace`` holds the steps done (the
+            first Ctrl-C stops after the compiled chunk of steps running,
+            a second one at once, without a trace).
     """
+    plan = budget.plan([(spec, "keras")], max_seconds, progress)
+    try:
+        return _train(spec, plan)
+    except budget.RunInterrupted:
+        raise
+    except KeyboardInterrupt as e:  # during set-up, or a second Ctrl-C: no record
+        raise budget.stopped_at_once(spec, "keras") from e
+
+
+def _forget(trainer: _Trainer) -> None:
+    # Drop a trainer from the cache of compiled loops.
+    for key, kept in list(_TRAINERS.items()):
+        if kept is trainer:
+            del _TRAINERS[key]
+
+
+def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
     X_np, y_np = dataset_for(spec)
+    # A KeyboardInterrupt inside _trainer leaves no trainer half reset in
+    # the cache: it takes the trainer out while it resets it.
     trainer = _trainer(spec, X_np.shape)
     X, y = tf.constant(X_np), tf.constant(y_np)
     batches = batch_indices(len(X_np), spec.batch_size, spec.steps, seed=spec.seed)
 
     # Steps per call: CHUNK_STEPS, fewer if their step vectors would take
-    # more than FLUSH_BYTES (large networks).
-    chunk = trainer.layout.steps_per_flush(CHUNK_STEPS)
-    chunks: list[np.ndarray] = []
-    start = time.perf_counter()
-    for first in range(0, spec.steps, chunk):
-        idx = tf.constant(batches[first : first + chunk], tf.int64)
-        chunks.append(trainer.layout.rows(trainer.train(X, y, idx).numpy()))
-        if spec.stop_on_nonfinite:
-            bad = first_nonfinite_row(chunks[-1])
-            if bad is not None:
-                # The compiled loop ran on past the first non-finite step;
-                # the record ends there, where the PyTorch loop stops.
-                chunks[-1] = chunks[-1][: bad + 1]
-                break
-    wall_time = time.perf_counter() - start
+    # more than FLUSH_BYTES (large networks) or the call more than about
+    # CHECK_SECONDS (between calls the run checks for Ctrl-C and moves the
+    # progress bar). The number of steps per call does not change the trace.
+    chunk = min(
+        trainer.layout.steps_per_flush(CHUNK_STEPS),
+        max(1, int(budget.CHECK_SECONDS / budget.step_seconds(spec, "keras"))),
+    )
+    chunks: list[np.ndarray] = [np.empty((0, 2 + 4 * len(trainer.layout.layer_sizes)))]
+    bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, "keras"))
+    completed = False
+    try:
+        start = time.perf_counter()
+        with budget.interruptible() as stop:
+            for first in range(0, spec.steps, chunk):
+                if stop.requested:
+                    break
+                bar.to(first)
+                idx = tf.constant(batches[first : first + chunk], tf.int64)
+                chunks.append(trainer.layout.rows(trainer.train(X, y, idx).numpy()))
+                if spec.stop_on_nonfinite:
+                    bad = first_nonfinite_row(chunks[-1])
+                    if bad is not None:
+                        # The compiled loop ran on past the first non-finite step;
+                        # the record ends there, where the PyTorch loop stops.
+                        chunks[-1] = chunks[-1][: bad + 1]
+                        break
+        wall_time = time.perf_counter() - start
+        completed = not stop.requested
+    except KeyboardInterrupt:
+        # A second Ctrl-C may have stopped the loop half-way through a call:
+        # do not reuse that model and optimizer.
+        _forget(trainer)
+        raise
+    finally:
+        bar.close(completed)
 
-    return Trace.from_record(np.concatenate(chunks), spec, "keras", wall_time)
+    trace = Trace.from_record(np.concatenate(chunks), spec, "keras", wall_time)
+    if stop.requested:  # the first Ctrl-C: the steps done, as a trace
+        raise budget.interrupted(trace, spec, "keras")
+    return trace

@@ -24,6 +24,7 @@ import_torch()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from explodebook import budget
 from explodebook.data import batch_indices, dataset_for
 from explodebook.spec import RunSpec
 from explodebook.flat import FlatLayout, first_nonfinite_row
@@ -376,13 +377,44 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def run(spec: RunSpec) -> Trace:
+def run(
+    spec: RunSpec, *, max_seconds: float | None = budget.DEFAULT, progress: bool | None = None
+) -> Trace:
     """Train the network of ``spec`` and record every step.
+
+    Args:
+        spec: the run.
+        max_seconds: refuse a run estimated to take longer
+            (`explodebook.budget`); default `explodebook.budget.MAX_SECONDS`,
+            ``None`` for no limit.
+        progress: show a progress bar; default: when the run is estimated
+            to take more than `explodebook.budget.PROGRESS_SECONDS`.
 
     Returns:
         a `Trace`; if the loss, a gradient or a weight becomes non-finite
         and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
+
+    Raises:
+        BudgetError: the run is estimated over ``max_seconds``.
+        RunInterrupted: Ctrl-C; its ``trace`` holds the steps done (the
+            first Ctrl-C stops at the next chunk of steps, a second one at
+            once, without a trace).
     """
+    plan = budget.plan([(spec, "torch")], max_seconds, progress)
+    threads = torch.get_num_threads()
+    try:
+        return _train(spec, plan)
+    except budget.RunInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        # Ctrl-C during set-up, or a second one mid-step: no consistent
+        # record to return. Whatever it interrupted, the thread count is
+        # the caller's again.
+        torch.set_num_threads(threads)
+        raise budget.stopped_at_once(spec, "torch") from e
+
+
+def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
     model = build(spec)
     groups = layer_parameters(model, spec)
     params = [p for group in groups for p in group]
@@ -414,34 +446,51 @@ def run(spec: RunSpec) -> Trace:
     clipping = spec.clipping is not None
     recorder = LayerRecorder(groups, clipping)
 
-    # One gather per block of steps instead of two per step.
-    block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].nbytes * spec.batch_size)))
-    start = time.perf_counter()
-    with _single_thread():
-        for step in range(spec.steps):
-            if step % block == 0:
-                X_block, y_block = X[batches[step : step + block]], y[batches[step : step + block]]
-            xb, yb = X_block[step % block], y_block[step % block]
-            # What optimizer.zero_grad() does (set_to_none), without its
-            # profiler bookkeeping: a sizeable share of a step this small.
-            for p in params:
-                p.grad = None
-            loss = loss_fn(model(xb), yb)
-            objective = loss
-            if spec.l1:
-                objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
-            if spec.l2:
-                objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
-            objective.backward()
-            recorder.before_clipping(loss)
-            if clipping:
-                _clip(params, spec)
-                recorder.after_clipping()
-            if not recorder.end_step() and spec.stop_on_nonfinite:
-                break
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-    wall_time = time.perf_counter() - start
+    # One gather per block of steps instead of two per step. Between blocks
+    # (every CHECK_SECONDS or so of training), the loop checks for Ctrl-C
+    # and moves the progress bar; the steps themselves do nothing extra.
+    check_every = max(1, int(budget.CHECK_SECONDS / budget.step_seconds(spec, "torch")))
+    block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].nbytes * spec.batch_size), check_every))
+    bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, "torch"))
+    completed = False
+    try:
+        start = time.perf_counter()
+        with _single_thread(), budget.interruptible() as stop:
+            for step in range(spec.steps):
+                if step % block == 0:
+                    if stop.requested:
+                        break
+                    bar.to(step)
+                    X_block, y_block = X[batches[step : step + block]], y[batches[step : step + block]]
+                xb, yb = X_block[step % block], y_block[step % block]
+                # What optimizer.zero_grad() does (set_to_none), without its
+                # profiler bookkeeping: a sizeable share of a step this small.
+                for p in params:
+                    p.grad = None
+                loss = loss_fn(model(xb), yb)
+                objective = loss
+                if spec.l1:
+                    objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
+                if spec.l2:
+                    objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
+                objective.backward()
+                recorder.before_clipping(loss)
+                if clipping:
+                    _clip(params, spec)
+                    recorder.after_clipping()
+                if not recorder.end_step() and spec.stop_on_nonfinite:
+                    break
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+        wall_time = time.perf_counter() - start
+        completed = not stop.requested
+    finally:
+        bar.close(completed)
 
-    return Trace.from_record(recorder.rows(stop_on_nonfinite=spec.stop_on_nonfinite), spec, "torch", wall_time)
+    trace = Trace.from_record(
+        recorder.rows(stop_on_nonfinite=spec.stop_on_nonfinite), spec, "torch", wall_time
+    )
+    if stop.requested:  # the first Ctrl-C: the steps done, as a trace
+        raise budget.interrupted(trace, spec, "torch")
+    return trace

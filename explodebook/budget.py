@@ -1,0 +1,681 @@
+"""How long a run will take, before it starts; progress bars; Ctrl-C.
+
+A `RunSpec` within its per-field limits can still ask for hours of work
+(``RunSpec(depth=64, width=1024)``: some 3 hours on a 2-core machine). Every
+run path (`explodebook.run`, `explodebook.cache.cached_run`,
+`explodebook.sweep.sweep`, the backends' ``run``) therefore estimates the
+run's time from its spec first and refuses, with a `BudgetError`, one
+estimated over `MAX_SECONDS`; the message says how long it would take,
+which fields to lower, and how to run it anyway (``max_seconds=None``).
+
+The estimate (`estimate_seconds`) is a simple model of the work, per step:
+
+* a fixed dispatch cost per step, per layer and, for an RNN, per time step
+  and layer (PyTorch runs eagerly, tens of microseconds per operation;
+  Keras runs compiled chunks of steps, a little cheaper per operation);
+* multiply-adds: the forward pass's (sum of fan_in x fan_out over layers;
+  an RNN's per time step, times its cell's gate count: 1 simple, 3 GRU,
+  4 LSTM) times ``batch_size``, three times over (forward, and backward for
+  the inputs and the weights);
+* a cost per parameter: the recording of every gradient and weight, their
+  norms, and the optimizer's update. It grows past about 4 million
+  parameters, where a step's arrays no longer fit the caches (and are
+  allocated afresh each step): 7 ns per parameter at 1 million, 14 ns at
+  7 million, 50-100 ns at 64 million, measured;
+
+plus a set-up cost (initial weights, and Keras' tracing of its loop). The
+constants were fitted to runs timed on the project's machines (2 cores of
+an AMD EPYC, shared with other work, so on the slow side). It is a guard,
+not a benchmark: within a factor of about 3, and an upper bound for a run
+that diverges (it stops early).
+
+**Calibration.** A reader's machine is faster or slower than the one the
+constants come from, so the first run whose estimate comes near a limit
+(the budget, or the progress-bar threshold) calibrates them, once per
+process: `calibrate` times a small matrix product, a memory-bound pass and
+a loop of tiny operations with numpy (about 10 ms) and scales each kind of
+cost by the machine's speed relative to the reference machine (clamped to
+a factor of 4 either way, so one odd timing cannot make the guard useless).
+Runs far from every limit, the book's own, never calibrate: their estimate
+with the slowest allowed factor is already below the limits. Set `SPEED`
+to skip calibration (``budget.SPEED = budget.Speed(1, 1, 1)``: the
+reference machine).
+
+**Progress.** A run or sweep estimated over `PROGRESS_SECONDS` shows a
+``tqdm.auto`` progress bar (a widget in a notebook, text in a terminal),
+updated once per chunk of steps, and removed when the run ends.
+
+**Ctrl-C.** While a backend trains, the first Ctrl-C (SIGINT) does not
+stop it in the middle of a step: the run stops at its next chunk boundary
+(a fraction of a second, or one step of a very large network) and raises
+`RunInterrupted`, a ``KeyboardInterrupt`` that carries the steps done as a
+valid `Trace` (``.trace``). In a notebook the last cell's exception is
+``sys.last_value``, so ``sys.last_value.trace`` is the partial trace. A
+second Ctrl-C stops at once (``.trace`` is then None). Either way the
+process is left as before the run: PyTorch's thread count restored, no
+half-trained Keras loop kept for reuse, nothing stored in the run cache,
+and the next run of the same spec gives the same trace as a fresh process.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+from explodebook.spec import RunSpec, SpecError
+
+__all__ = [
+    "MAX_SECONDS",
+    "PROGRESS_SECONDS",
+    "SPEED",
+    "DEFAULT",
+    "BudgetError",
+    "RunInterrupted",
+    "Speed",
+    "calibrate",
+    "estimate_seconds",
+    "format_seconds",
+]
+
+#: Longest estimated time, in seconds, of one run (or of all the runs of one
+#: sweep) that is started without asking; ``None`` turns the guard off for
+#: the session. A call's ``max_seconds=`` keyword overrides it.
+MAX_SECONDS: float | None = 120.0
+
+#: Runs and sweeps estimated to take longer than this many seconds show a
+#: progress bar (unless called with ``progress=False``).
+PROGRESS_SECONDS: float = 3.0
+
+#: The machine's speed relative to the reference machine, as `calibrate`
+#: measures it; ``None`` until a run needs it.
+SPEED: Speed | None = None
+
+# Calibration factors are clamped to [1 / _MAX_FACTOR, _MAX_FACTOR].
+_MAX_FACTOR = 4.0
+
+# How often (in estimated seconds of training) a backend checks for Ctrl-C
+# and updates its progress bar.
+CHECK_SECONDS = 0.1
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "explodebook.budget.MAX_SECONDS"
+
+
+#: Default of every ``max_seconds=`` keyword: `MAX_SECONDS` as it is when
+#: the run starts.
+DEFAULT: Any = _Default()
+
+
+class BudgetError(SpecError):
+    """A run (or a sweep) is estimated to take longer than its budget.
+
+    A `SpecError`, so a ``ValueError``. The message says how long it would
+    take, which fields to lower, and how to run it anyway.
+
+    Attributes:
+        seconds: the estimate.
+        max_seconds: the budget it exceeds.
+        fields: the `RunSpec` fields whose lowering helps most, most
+            effective first.
+    """
+
+    def __init__(self, message: str, seconds: float, max_seconds: float, fields: Sequence[str]):
+        super().__init__(message)
+        self.seconds = seconds
+        self.max_seconds = max_seconds
+        self.fields = list(fields)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; the steps it finished are in ``trace``.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still stops.
+
+    Attributes:
+        trace: the steps finished before the interrupt: a complete `Trace`
+            of ``spec.replace(steps=n)`` for the ``n`` steps done, bit for
+            bit the trace that shorter run gives (its ``extra`` says
+            ``{"interrupted": True, "requested_steps": spec.steps}``).
+            ``None`` when no step had finished, or when a second Ctrl-C
+            stopped the run at once.
+        spec: the spec that was running.
+        framework: ``"torch"`` or ``"keras"``.
+    """
+
+    def __init__(self, message: str, trace: Any = None, spec: RunSpec | None = None,
+                 framework: str | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.trace = trace
+        self.spec = spec
+        self.framework = framework
+
+
+# -- the cost model -------------------------------------------------------------
+
+
+class Speed(NamedTuple):
+    """Cost of three kinds of work on this machine relative to the reference
+    machine (1.0: as fast; 2.0: twice as slow).
+
+    Attributes:
+        op: dispatching one small operation (Python and framework overhead).
+        mac: one multiply-add of a matrix product.
+        elem: one element of a memory-bound pass over an array.
+    """
+
+    op: float
+    mac: float
+    elem: float
+
+
+_REFERENCE = Speed(1.0, 1.0, 1.0)
+
+# What `calibrate` measures on the reference machine (seconds per unit,
+# best of several repeats): see `_measure`.
+_REFERENCE_UNITS = Speed(op=0.23e-6, mac=0.013e-9, elem=0.42e-9)
+
+
+@dataclass(frozen=True)
+class _Costs:
+    """One framework's constants, in seconds on the reference machine."""
+
+    step: float  # per step: dispatch, batch gather, bookkeeping
+    layer: float  # per layer per step: its forward and backward operations
+    timestep: Mapping[str, float]  # per RNN layer and time step per step, by cell
+    mac: float  # per multiply-add
+    param: float  # per parameter per step, below _PARAM_KNEE parameters
+    setup: float  # per run
+    setup_layer: float  # per MLP layer per run
+    setup_rnn_layer: float  # per RNN layer per run
+    setup_param: float  # per parameter per run: initial weights, copies
+
+
+_COSTS = {
+    # Eager: each layer's forward and backward are separate dispatches.
+    # PyTorch's CPU LSTM takes a fused (oneDNN) path; its GRU does not.
+    "torch": _Costs(
+        step=150e-6, layer=45e-6, timestep={"simple": 35e-6, "lstm": 25e-6, "gru": 140e-6},
+        mac=0.04e-9, param=7e-9, setup=0.02, setup_layer=0.0, setup_rnn_layer=0.0,
+        setup_param=30e-9,
+    ),
+    # Compiled chunks of steps: less Python per step, TensorFlow's two
+    # threads for larger matrix products, and a graph to trace per shape.
+    "keras": _Costs(
+        step=100e-6, layer=55e-6, timestep={"simple": 25e-6, "lstm": 55e-6, "gru": 100e-6},
+        mac=0.025e-9, param=8e-9, setup=0.1, setup_layer=0.02, setup_rnn_layer=0.3,
+        setup_param=60e-9,
+    ),
+}  # fmt: skip
+
+# Past this many parameters, the cost per parameter grows as
+# (n / _PARAM_KNEE) ** _PARAM_GROWTH (arrays leave the caches).
+_PARAM_KNEE = 4e6
+_PARAM_GROWTH = 0.75
+
+_GATES = {"simple": 1, "lstm": 4, "gru": 3}
+
+# Fields a message may suggest lowering, in the order they are tried.
+_KNOBS = ("steps", "depth", "width", "batch_size", "seq_len")
+
+
+def _input_size(spec: RunSpec) -> int:
+    from explodebook.weights import input_size
+
+    return input_size(spec)
+
+
+def _parts(spec: RunSpec, framework: str, values: Mapping[str, int]) -> tuple[float, ...]:
+    """Set-up and per-step costs on the reference machine, by kind.
+
+    Returns:
+        ``(setup_op, setup_elem, step_op, step_mac, step_elem)`` seconds;
+        a kind is scaled by the matching `Speed` factor.
+    """
+    c = _COSTS[framework]
+    depth, width, batch = values["depth"], values["width"], values["batch_size"]
+    n_in = _input_size(spec)
+    extra = (
+        1.0
+        + 0.5 * (spec.normalization != "none")
+        + 0.25 * bool(spec.l1 or spec.l2)
+        + 0.25 * (spec.clipping is not None)
+    )
+    if spec.model == "mlp":
+        macs = n_in * width + (depth - 1) * width * width + width  # per sample, forward
+        params = macs + depth * width + 1 + (2 * depth * width if spec.normalization != "none" else 0)
+        step_op = c.step + c.layer * (depth + 1) * extra
+        step_mac = 3 * batch * macs * c.mac
+        setup_op = c.setup + c.setup_layer * (depth + 1)
+    else:
+        gates = _GATES[spec.cell]
+        seq_len = values["seq_len"]
+        k = min(spec.truncation or seq_len, seq_len)
+        # Forward over all seq_len time steps, backward over the last k.
+        passes = seq_len + 2 * k
+        per_t = gates * width * (n_in + width) + (depth - 1) * gates * width * 2 * width
+        biases = depth * gates * width * (2 if spec.cell == "gru" else 1)
+        params = per_t + biases + width + 1
+        step_op = c.step + c.layer * 2 * extra + c.timestep[spec.cell] * depth * passes / 3
+        step_mac = batch * (per_t * passes + 3 * (width + 1)) * c.mac
+        setup_op = c.setup + c.setup_rnn_layer * depth
+    growth = max(1.0, params / _PARAM_KNEE) ** _PARAM_GROWTH
+    step_elem = params * c.param * growth * (1.5 if spec.clipping is not None else 1.0)
+    return setup_op, params * c.setup_param, step_op, step_mac, step_elem
+
+
+def _seconds(spec: RunSpec, framework: str, speed: Speed, values: Mapping[str, int] | None = None) -> float:
+    values = {name: getattr(spec, name) for name in _KNOBS} | dict(values or {})
+    setup_op, setup_elem, step_op, step_mac, step_elem = _parts(spec, framework, values)
+    per_step = step_op * speed.op + step_mac * speed.mac + step_elem * speed.elem
+    return setup_op * speed.op + setup_elem * speed.elem + values["steps"] * per_step
+
+
+def step_seconds(spec: RunSpec, framework: str) -> float:
+    """Estimated seconds of one training step on the reference machine
+    (no calibration): what the backends size their chunks of steps by."""
+    _check_framework(framework)
+    values = {name: getattr(spec, name) for name in _KNOBS}
+    _, _, step_op, step_mac, step_elem = _parts(spec, framework, values)
+    return step_op + step_mac + step_elem
+
+
+def _best(function: Callable[[], Any], repeats: int = 5) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _measure() -> Speed:
+    """Seconds per op, per multiply-add and per element on this machine."""
+    import numpy as np
+
+    a = np.ones((64, 256), np.float32)
+    b = np.ones((256, 256), np.float32)
+    x = np.ones(1 << 20, np.float32)
+    s1, s2, s3 = np.ones(8, np.float32), np.ones(8, np.float32), np.empty(8, np.float32)
+
+    def matmul() -> None:
+        for _ in range(4):
+            a @ b
+
+    def memory() -> None:
+        y = x.astype(np.float64)
+        np.square(y, out=y)
+        y.sum()
+
+    def ops() -> None:
+        for _ in range(500):
+            np.add(s1, s2, out=s3)
+
+    matmul(), memory(), ops()  # warm up
+    return Speed(
+        op=_best(ops) / 500,
+        mac=_best(matmul) / (4 * a.shape[0] * a.shape[1] * b.shape[1]),
+        elem=_best(memory) / x.size,
+    )
+
+
+def calibrate() -> Speed:
+    """Measure this machine's speed relative to the reference machine.
+
+    Times a small matrix product, a memory-bound pass and a loop of tiny
+    operations with numpy (best of 5 repeats each, about 10 ms in all),
+    stores the result in `SPEED` and returns it. Each factor is clamped
+    to [1/4, 4].
+    """
+    global SPEED
+    measured = _measure()
+    SPEED = Speed(
+        *(
+            min(_MAX_FACTOR, max(1 / _MAX_FACTOR, m / r))
+            for m, r in zip(measured, _REFERENCE_UNITS, strict=True)
+        )
+    )
+    return SPEED
+
+
+def _speed() -> Speed:
+    return SPEED if SPEED is not None else calibrate()
+
+
+def _check_framework(framework: str) -> None:
+    from explodebook.trace import FRAMEWORKS
+
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}")
+
+
+def estimate_seconds(spec: RunSpec, framework: str = "torch") -> float:
+    """Estimated seconds of ``run(spec, framework)`` on this machine.
+
+    Build and training, not imports; an upper bound for a run that stops
+    early at a non-finite value. Calibrates once per process (`calibrate`)
+    if `SPEED` is not set.
+
+    Args:
+        spec: the run.
+        framework: ``"torch"`` or ``"keras"``.
+    """
+    if not isinstance(spec, RunSpec):
+        raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
+    _check_framework(framework)
+    return _seconds(spec, framework, _speed())
+
+
+def format_seconds(seconds: float) -> str:
+    """A duration as a reader wants it: ``"about 40 s"``, ``"about 2 h 50 min"``."""
+    return f"about {_duration(seconds)}" if math.isfinite(seconds) else "forever"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.2g} s"
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{round(hours / 24)} days"
+
+
+# -- the check ------------------------------------------------------------------
+
+
+def resolve(max_seconds: Any) -> float | None:
+    """The budget a ``max_seconds=`` argument means (`DEFAULT`: `MAX_SECONDS`)."""
+    if max_seconds is DEFAULT:
+        max_seconds = MAX_SECONDS
+    if max_seconds is None:
+        return None
+    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)):
+        raise TypeError(f"max_seconds must be a number of seconds or None, got {max_seconds!r}")
+    if not max_seconds > 0:
+        raise ValueError(f"max_seconds={max_seconds!r}: give a positive number of seconds, or None")
+    return float(max_seconds)
+
+
+def given(max_seconds: Any = DEFAULT, progress: bool | None = None) -> dict[str, Any]:
+    """The keywords to pass on: those not at their default (`DEFAULT`, None)."""
+    options: dict[str, Any] = {}
+    if max_seconds is not DEFAULT:
+        options["max_seconds"] = max_seconds
+    if progress is not None:
+        options["progress"] = progress
+    return options
+
+
+Runs = Sequence[tuple[RunSpec, str]]
+
+
+def _total(runs: Runs, speed: Speed, caps: Mapping[str, int] | None = None) -> float:
+    total = 0.0
+    for spec, framework in runs:
+        values = None
+        if caps:
+            values = {name: min(cap, getattr(spec, name)) for name, cap in caps.items()}
+        total += _seconds(spec, framework, speed, values)
+    return total
+
+
+def _short(spec: RunSpec) -> str:
+    # The fields that differ from the defaults, e.g. RunSpec(depth=64, width=1024).
+    # (An RNN's resolved activation and task are the RNN defaults.)
+    default = RunSpec(model=spec.model)
+    changed = [
+        f"{f.name}={getattr(spec, f.name)!r}"
+        for f in fields(RunSpec)
+        if f.name == "model" and spec.model != "mlp"
+        or getattr(spec, f.name) != getattr(default, f.name)
+    ]
+    return f"RunSpec({', '.join(changed)})"
+
+
+def _suggestions(runs: Runs, speed: Speed, limit: float) -> list[tuple[str, int | None]]:
+    """Fields to lower, most effective first, with the largest value that fits.
+
+    A field's effect is how much halving it (in every run) cuts the total;
+    ``None`` as the value: lowering this field alone cannot fit the budget.
+    Fields whose halving saves under a fifth of the time are left out.
+    """
+    total = _total(runs, speed)
+    found = []
+    for name in _KNOBS:
+        if name == "seq_len" and all(spec.model != "rnn" for spec, _ in runs):
+            continue
+        top = max(getattr(spec, name) for spec, _ in runs)
+        if top <= 1:
+            continue
+        saving = 1 - _total(runs, speed, {name: max(1, top // 2)}) / total
+        if saving < 0.2:
+            continue
+        fits: int | None = None
+        if _total(runs, speed, {name: 1}) <= limit:
+            low, high = 1, top  # the total fits at low, not at high
+            while high - low > 1:
+                mid = (low + high) // 2
+                if _total(runs, speed, {name: mid}) <= limit:
+                    low = mid
+                else:
+                    high = mid
+            fits = low
+        found.append((name, fits, saving))
+    found.sort(key=lambda item: -item[2])
+    return [(name, fits) for name, fits, _ in found]
+
+
+def _advice(suggestions: list[tuple[str, int | None]]) -> str:
+    if not suggestions:
+        return ""
+    names = [name for name, _ in suggestions]
+    lead = f"Most of the time comes from {_join(names)}"
+    fits = [f"{name} to at most {value}" for name, value in suggestions if value is not None]
+    if fits:
+        return f"{lead}: lower {_join(fits, 'or')}. "
+    return f"{lead}; no one of them alone fits the budget: lower several. "
+
+
+def _join(items: Sequence[str], word: str = "and") -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {word} {items[-1]}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run or sweep about to start was estimated at.
+
+    Attributes:
+        seconds: the estimate (on the reference machine when no
+            calibration was needed: see `plan`).
+        progress: whether to show a progress bar.
+    """
+
+    seconds: float
+    progress: bool
+
+
+def plan(
+    runs: Runs,
+    max_seconds: Any = DEFAULT,
+    progress: bool | None = None,
+    *,
+    what: str | None = None,
+    anyway: str | None = None,
+) -> Plan:
+    """Estimate ``runs``, refuse them if over budget, decide on a progress bar.
+
+    Calibrates only when the outcome could depend on it: when the estimate
+    on the reference machine, times the largest calibration factor, is
+    above the budget or (for ``progress=None``) the progress threshold.
+
+    Args:
+        runs: ``(spec, framework)`` of every run to start.
+        max_seconds: the budget for all of them together; `DEFAULT` is
+            `MAX_SECONDS`, ``None`` no limit.
+        progress: ``True``/``False`` to show a bar or not; ``None``: show
+            one if the estimate is over `PROGRESS_SECONDS`.
+        what: how the message names the work (default: the spec, or "these
+            N runs").
+        anyway: the call the message shows to run it anyway (default
+            ``explodebook.run(spec, "<framework>", max_seconds=None)``).
+
+    Raises:
+        BudgetError: the estimate is over the budget.
+    """
+    limit = resolve(max_seconds)
+    for spec, framework in runs:
+        _check_framework(framework)
+    thresholds = [t for t in (limit, PROGRESS_SECONDS if progress is None else None) if t is not None]
+    speed = SPEED
+    if speed is None:
+        # Calibrate only if the slowest allowed speed could cross a threshold.
+        far = all(_total(runs, _REFERENCE) * _MAX_FACTOR <= t for t in thresholds)
+        speed = _REFERENCE if far else calibrate()
+    estimate = _total(runs, speed)
+    if limit is not None and estimate > limit:
+        suggestions = _suggestions(runs, speed, limit)
+        if what is None:
+            what = _short(runs[0][0]) if len(runs) == 1 else f"these {len(runs)} runs"
+        frameworks = sorted({framework for _, framework in runs})
+        if anyway is None:
+            anyway = f'explodebook.run(spec, "{runs[0][1]}", max_seconds=None)'
+        raise BudgetError(
+            f"{what} would take {format_seconds(estimate)} with {_join(frameworks)} on this "
+            f"machine, over the budget of {_duration(limit)} "
+            f"(explodebook.budget.MAX_SECONDS). {_advice(suggestions)}"
+            f"To run it anyway, pass max_seconds=None (e.g. {anyway}), or raise "
+            "explodebook.budget.MAX_SECONDS for the session.",
+            estimate,
+            limit,
+            [name for name, _ in suggestions],
+        )
+    show = progress if progress is not None else estimate > PROGRESS_SECONDS
+    return Plan(estimate, bool(show))
+
+
+# -- progress bars --------------------------------------------------------------
+
+
+class Progress:
+    """A ``tqdm.auto`` bar, or nothing (when not wanted, or tqdm is missing).
+
+    Shown only once the work has gone on for a second (tqdm's ``delay``),
+    updated by `to`, removed by `close`. An interrupted run's bar stays
+    where it stopped (in a notebook; a terminal's is cleared).
+    """
+
+    def __init__(self, show: bool, total: int, desc: str, unit: str = "step") -> None:
+        self._bar = None
+        self._n = 0
+        if not show:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # an environment older than the dependency
+            return
+        self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, delay=1.0, mininterval=0.5)
+
+    def to(self, n: int) -> None:
+        """Advance the bar to ``n`` done."""
+        if self._bar is not None and n > self._n:
+            self._bar.update(n - self._n)
+            self._n = n
+
+    def close(self, completed: bool = False) -> None:
+        """Remove the bar; ``completed``: the work ended normally (the bar
+        fills first; in a notebook an unfinished bar would stay, in red)."""
+        if self._bar is not None:
+            if completed:
+                self._bar.update(self._bar.total - self._n)
+            self._bar.close()
+            self._bar = None
+
+
+def describe(spec: RunSpec, framework: str) -> str:
+    """A short label for a progress bar: ``"torch RunSpec(depth=8, ...)"``."""
+    text = f"{framework} {_short(spec)}"
+    return text if len(text) <= 48 else text[:47] + "…"
+
+
+# -- Ctrl-C ---------------------------------------------------------------------
+
+
+class StopFlag:
+    """Set by the first Ctrl-C inside `interruptible`."""
+
+    requested: bool = False
+
+
+@contextmanager
+def interruptible() -> Iterator[StopFlag]:
+    """Within the block, the first Ctrl-C sets ``flag.requested`` instead of
+    raising ``KeyboardInterrupt``, so a training loop stops between steps.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once, as usual. Only in
+    the main thread, and only where Ctrl-C has Python's default handler
+    (in a terminal, a notebook kernel, a test); elsewhere the flag is never
+    set and Ctrl-C behaves as it did.
+    """
+    flag = StopFlag()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield flag
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        flag.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one stops at once
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def interrupted(trace: Any, spec: RunSpec, framework: str) -> RunInterrupted:
+    """The `RunInterrupted` of a run stopped by Ctrl-C after ``trace``'s steps.
+
+    ``trace`` is the backend's trace of the rows recorded (its spec still
+    ``spec``); it becomes the trace of ``spec.replace(steps=n)``.
+    """
+    n = trace.steps_run if trace is not None else 0
+    if n == 0:
+        return RunInterrupted(
+            f"interrupted before the first step of {_short(spec)} ({framework}) finished",
+            None, spec, framework,
+        )  # fmt: skip
+    trace.spec = spec.replace(steps=n)
+    trace.extra.update(interrupted=True, requested_steps=spec.steps)
+    return RunInterrupted(
+        f"interrupted after {n} of {spec.steps} steps of {_short(spec)} ({framework}); "
+        "the steps done are in this exception's .trace (in a notebook: sys.last_value.trace)",
+        trace, spec, framework,
+    )  # fmt: skip
+
+
+def stopped_at_once(spec: RunSpec, framework: str) -> RunInterrupted:
+    """The `RunInterrupted` of a run stopped at once: by Ctrl-C during its
+    set-up, or by a second Ctrl-C during training (no trace)."""
+    return RunInterrupted(
+        f"{_short(spec)} ({framework}) stopped at once, during its set-up or by a second "
+        "Ctrl-C: no trace (press Ctrl-C once during training, and wait for the current "
+        "chunk of steps, to get the steps done)",
+        None, spec, framework,
+    )  # fmt: skip
