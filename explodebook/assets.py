@@ -43,7 +43,8 @@ class Package:
         integrity: the registry's ``dist.integrity`` (``sha512-<base64>``):
             the download must match it.
         extract: ``{path in the tarball: path under the output directory}``;
-            a path ending in ``/`` copies that directory.
+            a path ending in ``/`` copies that directory. A tuple of paths
+            puts a copy in each.
         skip: prefixes (in the tarball) not to copy out of an extracted
             directory.
     """
@@ -51,7 +52,7 @@ class Package:
     name: str
     version: str
     integrity: str
-    extract: dict[str, str]
+    extract: dict[str, str | tuple[str, ...]]
     skip: tuple[str, ...] = ()
 
     @property
@@ -95,12 +96,19 @@ PACKAGES: tuple[Package, ...] = (
         version="1.0.6",
         integrity="sha512-+Mn+Ra8wyIHrYaUpfmf9A3dsLkt/NuwzPQN8sthdxBD35VV5cOJbpmgMhNR27n/"
         "rmP3mKyEe0PWCJrtZrXTXDQ==",
-        # The bundle and the icon fonts it loads from next to its own AMD
-        # module path, @jupyter-widgets/html-manager/dist/ under RequireJS'
-        # baseUrl (set by REQUIRE_CONFIG).
+        # The bundle, and the icon fonts (Font Awesome) of its stylesheets.
+        # The bundle is several AMD modules, each with its own copy of the
+        # stylesheets, and each resolves the fonts' URLs (webpack's
+        # publicPath) against the folder of its own module URL: RequireJS'
+        # baseUrl (_static/, REQUIRE_CONFIG) + module id + ".js". So
+        # "@jupyter-widgets/html-manager/dist/libembed-amd" asks for them in
+        # @jupyter-widgets/html-manager/dist/, and
+        # "@jupyter-widgets/html-manager", whose stylesheet comes last (so
+        # browsers try its fonts first), in @jupyter-widgets/: a copy in
+        # each (tests/test_assets.py reads the bundle and checks).
         extract={
             "package/dist/embed-amd.js": "html-manager/embed-amd.js",
-            "package/dist/": "@jupyter-widgets/html-manager/dist/",
+            "package/dist/": ("@jupyter-widgets/html-manager/dist/", "@jupyter-widgets/"),
         },
         skip=("package/dist/embed", "package/dist/libembed", "package/dist/106.",
               "package/dist/330."),
@@ -165,6 +173,15 @@ def fetch(package: Package, timeout: float = 120.0) -> bytes:
     return data
 
 
+def _targets(package: Package) -> list[tuple[str, str]]:
+    """``(path in the tarball, path under the output)``, one pair per copy."""
+    return [
+        (source, target)
+        for source, targets in package.extract.items()
+        for target in ((targets,) if isinstance(targets, str) else targets)
+    ]
+
+
 def _extract(data: bytes, package: Package, out: Path) -> int:
     copied = 0
     root = out.resolve()
@@ -172,7 +189,7 @@ def _extract(data: bytes, package: Package, out: Path) -> int:
         for member in tar.getmembers():
             if not member.isfile():
                 continue
-            for source, target in package.extract.items():
+            for source, target in _targets(package):
                 if source.endswith("/") and member.name.startswith(source):
                     if any(member.name.startswith(s) for s in package.skip):
                         continue
@@ -190,7 +207,7 @@ def _extract(data: bytes, package: Package, out: Path) -> int:
                     shutil.copyfileobj(src, dst)
                 copied += 1
     missing = [
-        source for source, target in package.extract.items()
+        source for source, target in _targets(package)
         if not source.endswith("/") and not (out / target).is_file()
     ]
     if missing:
@@ -201,8 +218,8 @@ def _extract(data: bytes, package: Package, out: Path) -> int:
 def install(out: str | Path = "_vendor", packages: tuple[Package, ...] = PACKAGES) -> Path:
     """Put the book's JavaScript under ``out`` (replacing what was there).
 
-    A stamp file records the versions, so a second call with nothing
-    changed returns at once.
+    A stamp file records the versions and what is extracted where, so a
+    second call with nothing changed returns at once.
 
     Returns:
         the output directory.
@@ -210,7 +227,9 @@ def install(out: str | Path = "_vendor", packages: tuple[Package, ...] = PACKAGE
     out = Path(out)
     stamp = out / ".versions"
     wanted = "\n".join(f"{p.name}@{p.version} {p.integrity}" for p in packages)
-    wanted += "\n" + hashlib.sha256(REQUIRE_CONFIG.encode()).hexdigest() + "\n"
+    # A changed table (same versions) must not leave an older tree in place.
+    layout = repr([(p.extract, p.skip) for p in packages]) + REQUIRE_CONFIG
+    wanted += "\n" + hashlib.sha256(layout.encode()).hexdigest() + "\n"
     if stamp.is_file() and stamp.read_text() == wanted:
         return out
     if out.exists():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import posixpath
+import re
 import tarfile
 
 import pytest
@@ -55,6 +57,30 @@ def test_install_extracts_files_and_directories_and_skips(fake, tmp_path, monkey
     # Nothing changed: the second call does not fetch again.
     install(tmp_path / "vendor", (package,))
     assert len(calls) == 1
+
+
+def test_a_directory_can_be_copied_to_several_places(fake, tmp_path, monkeypatch):
+    package, data = fake
+    twice = Package(package.name, package.version, package.integrity,
+                    {"package/dist/": ("fake/dist/", "copy/")}, skip=package.skip)
+    monkeypatch.setattr(assets, "fetch", lambda p: data)
+    out = install(tmp_path / "vendor", (twice,))
+    for folder in ("fake/dist", "copy"):
+        assert (out / folder / "a.woff").read_bytes() == b"font"
+        assert (out / folder / "sub/b.js").read_bytes() == b"b"
+        assert not (out / folder / "skip.map").exists()
+
+
+def test_a_changed_table_replaces_an_installed_tree(fake, tmp_path, monkeypatch):
+    """Same versions, files extracted elsewhere: not left as it was."""
+    package, data = fake
+    monkeypatch.setattr(assets, "fetch", lambda p: data)
+    out = install(tmp_path / "vendor", (package,))
+    moved = Package(package.name, package.version, package.integrity,
+                    {"package/lib.js": "moved/lib.js"})
+    install(out, (moved,))
+    assert (out / "moved/lib.js").is_file()
+    assert not (out / "fake/lib.js").exists()
 
 
 def test_a_tarball_that_does_not_match_its_checksum_is_refused(fake):
@@ -110,3 +136,61 @@ def test_the_pinned_packages_are_the_ones_the_config_points_at():
     for package in PACKAGES:
         assert package.tarball_url.startswith("https://registry.npmjs.org/")
         assert package.integrity.startswith("sha512-")
+
+
+# -- the widget manager's icon fonts ----------------------------------------------
+
+HTML_MANAGER = next(p for p in PACKAGES if p.name == "@jupyter-widgets/html-manager")
+
+
+@pytest.fixture(scope="module")
+def widget_manager(tmp_path_factory):
+    """The real html-manager package, vendored as the book does (no browser)."""
+    try:
+        assets.fetch(HTML_MANAGER)  # the npm cache, or the registry once
+    except OSError as err:
+        pytest.skip(f"the html-manager tarball is not available: {err}")
+    return install(tmp_path_factory.mktemp("vendor"), (HTML_MANAGER,))
+
+
+def amd_modules(bundle: str) -> dict[str, str]:
+    """``{module id: its code}`` for every named ``define`` of an AMD bundle."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r'define\("([^"]+)",\s*\[', bundle)]
+    ends = [start for start, _ in starts[1:]] + [len(bundle)]
+    return {name: bundle[start:end] for (start, name), end in zip(starts, ends)}
+
+
+def test_the_widget_icon_fonts_are_where_the_bundle_asks_for_them(widget_manager):
+    """Every file a module of embed-amd.js loads by URL is vendored there.
+
+    webpack resolves a module's asset URLs (the Font Awesome fonts of its
+    stylesheets, ``__webpack_require__.p + "<hash>.woff2"``) against its
+    publicPath, which this bundle sets to the folder of the module's own
+    URL as RequireJS gives it (``module.uri``): baseUrl + module id +
+    ".js", baseUrl being the book's _static/ (REQUIRE_CONFIG), that is the
+    vendored tree's root (``html_static_path: [_vendor]``).
+    """
+    assert '+ "_static/"' in assets.REQUIRE_CONFIG  # baseUrl: the vendored tree
+    bundle = (widget_manager / "html-manager" / "embed-amd.js").read_text()
+    expected: dict[str, set[str]] = {}
+    for module, code in amd_modules(bundle).items():
+        files = set(re.findall(r'\.p\+"([^"]+)"', code))
+        if not files:
+            continue
+        # the publicPath rule above, as the module states it
+        assert re.search(r"new URL\(\w+\.uri,document\.location\)", code), module
+        folder = posixpath.dirname(module)
+        expected[module] = {posixpath.join(folder, name) for name in files}
+    # The module whose stylesheet comes last (browsers try its fonts first)
+    # and the library the page loads first: 3 fonts, in 5 formats each (12
+    # without SVG).
+    manager = expected.get("@jupyter-widgets/html-manager", set())
+    assert len([f for f in manager if f.endswith((".woff2", ".woff", ".ttf", ".eot"))]) == 12
+    assert "@jupyter-widgets/html-manager/dist/libembed-amd" in expected
+    missing = sorted(
+        path for paths in expected.values() for path in paths
+        if not (widget_manager / path).is_file()
+    )
+    assert missing == [], (
+        f"{len(missing)} files the widget manager asks for are not vendored: {missing[:4]}"
+    )

@@ -1,10 +1,18 @@
 """The rendered book, page by page, in a real browser, with the network cut.
 
-Every page of the table of contents is served from 127.0.0.1 and opened in
-headless Chromium with every request to another host blocked, the way a
-reader behind a firewall would see it. Chapters added to ``_toc.yml`` are
-covered without new test code. A failing page leaves a screenshot in
-``_build/browser-failures/``.
+Every page of the table of contents (and Sphinx's own index pages) is served
+from 127.0.0.1 and opened in headless Chromium with every request to another
+host blocked, the way a reader behind a firewall would see it. Chapters
+added to ``_toc.yml`` are covered without new test code. A failing page
+leaves a screenshot in ``_build/browser-failures/``.
+
+No request may fail, and requests are only counted once the page has
+settled (`Visit.settle`): every widget view rendered by the widget manager,
+every web font the page declares loaded, nothing left in flight. The widget
+manager's stylesheets declare icon fonts the browser only fetches when it
+needs a glyph, and when depends on timing, so the fonts are loaded on
+purpose: a font the book declares but cannot serve fails every time, not
+only on a slow machine.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +34,46 @@ FAILURES = ROOT / "_build" / "browser-failures"
 # Written by the theme (pydata-sphinx-theme) on a first visit with an empty
 # profile; not an error of the book.
 BENIGN_CONSOLE = ("Got invalid theme mode",)
+# Pages Sphinx writes besides those of the table of contents (search.html
+# has its own test, index.html only redirects to the root page).
+GENERATED_PAGES = ["genindex", "py-modindex"]
+# Upper bounds, not sleeps: each wait ends as soon as its condition holds.
+WIDGETS_TIMEOUT_MS = 60_000
+NETWORK_TIMEOUT_S = 30.0
 
 pytestmark = pytest.mark.book
+
+# How far the widget manager got. On a page that loads it (embed-amd.js),
+# it defines the AMD module "@jupyter-widgets/html-manager" (and adds its
+# stylesheets), then each widget view (a `<script>` of type
+# widget-view+json) gets a `div.widget-subarea` inserted just before it,
+# which the view is rendered into (html-manager's renderWidgets).
+_WIDGET_VIEWS = """() => {
+    const views = document.querySelectorAll(
+        'script[type="application/vnd.jupyter.widget-view+json"]');
+    let rendered = 0;
+    for (const view of views) {
+        const area = view.previousElementSibling;
+        if (area && area.classList.contains('widget-subarea') && area.childElementCount > 0)
+            rendered += 1;
+    }
+    const manager = document.querySelector('script[src*="embed-amd.js"]') !== null;
+    return {views: views.length, rendered: rendered,
+            manager: manager,
+            manager_loaded: manager && typeof window.require === 'function'
+                && window.require.defined('@jupyter-widgets/html-manager'),
+            errors: document.querySelectorAll('.jupyter-widgets-error-widget').length};
+}"""
+
+# Every @font-face of the page's stylesheets, loaded whether a glyph on the
+# page needs it yet or not; the ones that could not be.
+_LOAD_ALL_FONTS = """async () => {
+    await document.fonts.ready;
+    const faces = [...document.fonts];
+    const loads = await Promise.allSettled(faces.map(face => face.load()));
+    return faces.filter((face, i) => loads[i].status === 'rejected')
+                .map(face => `${face.family} ${face.weight} ${face.style}`);
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +88,28 @@ def server(build) -> Iterator[str]:
     httpd.shutdown()
 
 
+@pytest.fixture(scope="module")
+def context(browser) -> Iterator[Any]:
+    """One browser context (one reader's profile) for every page."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # A returning reader's theme choice: no first-visit console message.
+    context.add_init_script("localStorage.setItem('mode', 'light');")
+    yield context
+    context.close()
+
+
 class Visit:
     """One page opened with third-party hosts blocked, and what happened."""
 
-    def __init__(self, browser: Any, base: str, name: str) -> None:
+    def __init__(self, context: Any, base: str, name: str) -> None:
         self.name = name
         self.blocked: list[str] = []
-        self.failed: list[str] = []
+        self.failed: dict[str, str] = {}  # URL: status or network error
         self.errors: list[str] = []
-        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
-        # A returning reader's theme choice: no first-visit console message.
-        self.page.add_init_script("localStorage.setItem('mode', 'light');")
+        self.fonts_failed: list[str] = []
+        self.in_flight: dict[Any, str] = {}
+        self.widgets: dict[str, Any] = {}
+        self.page = context.new_page()
 
         def route(route: Any) -> None:
             if route.request.url.startswith(base + "/"):
@@ -60,8 +118,28 @@ class Visit:
                 self.blocked.append(route.request.url)
                 route.abort()
 
+        def response(response: Any) -> None:
+            if response.status >= 400:
+                self.failed.setdefault(response.url, str(response.status))
+
+        def request(request: Any) -> None:
+            self.in_flight[request] = request.url
+
+        def requestfinished(request: Any) -> None:
+            self.in_flight.pop(request, None)
+
+        def requestfailed(request: Any) -> None:
+            self.in_flight.pop(request, None)
+            # Chromium also aborts the body of a 404 (already counted); a
+            # blocked third-party request is counted in self.blocked.
+            if request.url.startswith(base + "/"):
+                self.failed.setdefault(request.url, str(request.failure))
+
         self.page.route("**/*", route)
-        self.page.on("requestfailed", lambda r: self.failed.append(r.url))
+        self.page.on("request", request)
+        self.page.on("requestfinished", requestfinished)
+        self.page.on("requestfailed", requestfailed)
+        self.page.on("response", response)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on(
             "console",
@@ -71,15 +149,54 @@ class Visit:
         )
         self.page.goto(f"{base}/{name}.html", wait_until="networkidle")
 
+    def settle(self) -> None:
+        """Wait until every widget has rendered and no request is in flight.
+
+        Loads every font the page declares on the way (`_LOAD_ALL_FONTS`);
+        the ones that fail are in `fonts_failed`, the widget counts in
+        `widgets`.
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(
+                f"() => {{ const w = ({_WIDGET_VIEWS})();"
+                " return w.manager === w.manager_loaded && w.rendered === w.views; }",
+                timeout=WIDGETS_TIMEOUT_MS,
+            )
+        except PlaywrightTimeout:
+            w = self.page.evaluate(_WIDGET_VIEWS)
+            loaded = w["manager"] == w["manager_loaded"]
+            manager = "" if loaded else "the widget manager did not load, "
+            raise AssertionError(
+                f"{self.name}: in {WIDGETS_TIMEOUT_MS / 1000:.0f} s, {manager}"
+                f"{w['rendered']} of {w['views']} widget views rendered"
+            ) from None
+        self.widgets = self.page.evaluate(_WIDGET_VIEWS)
+        self.fonts_failed += self.page.evaluate(_LOAD_ALL_FONTS)
+        self.wait_for_network()
+
+    def wait_for_network(self) -> None:
+        """Until every request the page made has been answered (or failed)."""
+        deadline = time.monotonic() + NETWORK_TIMEOUT_S
+        while self.in_flight:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name}: requests still in flight after {NETWORK_TIMEOUT_S:.0f} s: "
+                    f"{sorted(self.in_flight.values())[:5]}"
+                )
+            # Lets playwright deliver the page's events; not a fixed sleep.
+            self.page.wait_for_timeout(50)
+
     def screenshot_on_failure(self) -> None:
         FAILURES.mkdir(parents=True, exist_ok=True)
         path = FAILURES / (self.name.replace("/", "__") + ".png")
         self.page.screenshot(path=str(path), full_page=True)
 
 
-@pytest.fixture(params=toc_files())
-def visit(request, browser, server) -> Iterator[Visit]:
-    visit = Visit(browser, server, request.param)
+@pytest.fixture(params=toc_files() + GENERATED_PAGES)
+def visit(request, context, server) -> Iterator[Visit]:
+    visit = Visit(context, server, request.param)
     failed_before = request.session.testsfailed
     yield visit
     if request.session.testsfailed > failed_before:
@@ -108,14 +225,28 @@ def test_page(visit: Visit) -> None:
     check_sliders_move_and_change_the_frame(visit)
     check_exercise_solutions_open_from_their_dropdown(visit)
     check_framework_tabs_switch(visit)
+    # What the clicks and key presses loaded must not have failed either.
+    visit.wait_for_network()
+    check_no_request_failed(visit)
+
+
+def check_no_request_failed(visit: Visit) -> None:
+    assert visit.blocked == [], f"{visit.name} asks third-party hosts for {visit.blocked[:5]}"
+    assert visit.failed == {}, (
+        f"{visit.name}: {len(visit.failed)} failed requests, e.g. "
+        f"{[f'{reason} {url}' for url, reason in list(visit.failed.items())[:5]]}"
+    )
+    assert visit.fonts_failed == [], f"{visit.name}: fonts that do not load {visit.fonts_failed}"
 
 
 def check_renders_offline_without_errors(visit: Visit) -> None:
     page = visit.page
-    assert visit.blocked == [], f"{visit.name} asks third-party hosts for {visit.blocked[:5]}"
-    assert visit.failed == [], f"{visit.name}: failed requests {visit.failed[:5]}"
-    assert visit.errors == [], f"{visit.name}: console errors {visit.errors[:5]}"
+    visit.settle()
     assert _images_decoded(page) == [], f"{visit.name}: images that did not decode"
+    visit.wait_for_network()
+    check_no_request_failed(visit)
+    assert visit.errors == [], f"{visit.name}: console errors {visit.errors[:5]}"
+    assert visit.widgets["errors"] == 0, f"{visit.name}: widgets that rendered as errors"
     # An `explore` widget whose default setting failed shows this message.
     assert "Cannot run this setting" not in page.content(), f"{visit.name}: a widget failed"
     if visit.name.startswith("chapters/"):
@@ -184,14 +315,29 @@ def check_framework_tabs_switch(visit: Visit) -> None:
                 )
 
 
-def test_search_finds_clipnorm(browser, server) -> None:
-    visit = Visit(browser, server, "search")
+def test_every_built_page_is_visited(server) -> None:
+    """No page of the built book escapes the checks above."""
+    visited = set(toc_files() + GENERATED_PAGES) | {"search"}
+    built = {
+        str(path.relative_to(HTML).with_suffix(""))
+        for path in HTML.rglob("*.html")
+        if not path.relative_to(HTML).parts[0].startswith("_")
+    }
+    # index.html: only a redirect to the root page
+    assert f"url={toc_files()[0]}.html" in (HTML / "index.html").read_text()
+    assert built - {"index"} - visited == set(), "pages no test opens"
+
+
+def test_search_finds_clipnorm(context, server) -> None:
+    visit = Visit(context, server, "search")
     try:
         visit.page.goto(f"{server}/search.html?q=clipnorm", wait_until="networkidle")
         visit.page.wait_for_selector("ul.search li", timeout=15_000)
         hits = visit.page.locator("ul.search li a").all_inner_texts()
         assert any("clipping" in hit.lower() for hit in hits), hits
-        assert visit.blocked == [] and visit.errors == []
+        visit.settle()
+        check_no_request_failed(visit)
+        assert visit.errors == []
     except BaseException:
         visit.screenshot_on_failure()
         raise
