@@ -124,6 +124,40 @@ REQUIRE_CONFIG = """\
 require.config({
   baseUrl: (document.documentElement.dataset.content_root || "./") + "_static/",
 });
+// The widget manager typesets labels with MathJax 2's API,
+// MathJax.Hub.Queue(["Typeset", MathJax.Hub, element]), whenever
+// window.MathJax exists; the book loads MathJax 3, which has no Hub, so
+// that call threw "Cannot read properties of undefined (reading 'Queue')".
+// Give every object assigned to window.MathJax (the page's configuration,
+// then MathJax 3 itself) a hidden Hub whose Queue typesets with MathJax 3.
+(function () {
+  function withHub(mathjax) {
+    if (mathjax && typeof mathjax === "object" && !("Hub" in mathjax)) {
+      Object.defineProperty(mathjax, "Hub", {
+        configurable: true,
+        enumerable: false,
+        value: {
+          Queue: function () {
+            for (var i = 0; i < arguments.length; i++) {
+              var job = arguments[i];
+              var mj = window.MathJax;
+              if (Array.isArray(job) && job[0] === "Typeset" && mj && mj.typesetPromise) {
+                mj.typesetPromise([job[2]]).catch(function () {});
+              }
+            }
+          },
+        },
+      });
+    }
+    return mathjax;
+  }
+  var current = withHub(window.MathJax);
+  Object.defineProperty(window, "MathJax", {
+    configurable: true,
+    get: function () { return current; },
+    set: function (value) { current = withHub(value); },
+  });
+})();
 """
 
 

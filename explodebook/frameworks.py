@@ -27,10 +27,12 @@ only when a function is called.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 __all__ = ["import_torch", "import_tensorflow", "guard_triton", "TritonHiddenWarning"]
@@ -112,7 +114,37 @@ def import_tensorflow() -> tuple[ModuleType, ModuleType]:
     # where notebooks show them as warnings; keep errors only, unless the
     # user chose.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    level = os.environ["TF_CPP_MIN_LOG_LEVEL"]
+    quiet = "tensorflow" not in sys.modules and level.isdigit() and int(level) >= 2
+    with _native_stderr_silenced() if quiet else contextlib.nullcontext():
+        import keras
+        import tensorflow as tf
 
     return tf, keras
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null, meanwhile.
+
+    TensorFlow 2.21 writes two lines on import (absl's "All log messages
+    before absl::InitializeLog() ..." and oneDNN's notice) whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says, and ipykernel 7 forwards descriptor-level
+    output into the notebook, where the book's build turns it into
+    warnings. Errors still surface: an import that fails raises.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a detached process): nothing to hide
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
