@@ -103,24 +103,48 @@ def mean_predictor_loss(spec: RunSpec) -> float:
     return float(np.var(y.astype(np.float64)))
 
 
-def outcome(trace: Trace, tolerance: float = DEFAULT_TOLERANCE) -> Outcome:
+def outcome(
+    trace: Trace, tolerance: float = DEFAULT_TOLERANCE, *, baseline: float | None = None
+) -> Outcome:
     """Summarize a trace as one comparable `Outcome`.
 
     Args:
         trace: a finished run.
         tolerance: the run trained when its final loss is below this
             fraction of the mean predictor's loss; in (0, 1].
+        baseline: the loss of predicting the mean target (for MSE, the
+            variance of the training targets). ``None`` computes it from
+            ``trace.spec``'s data set (`mean_predictor_loss`); a trace of a
+            monitored model has no spec, so its caller must give it.
 
     Returns:
         the `Outcome`.
 
     Raises:
         TypeError: if ``trace`` is not a `Trace`.
-        ValueError: if ``tolerance`` is not a number in (0, 1].
+        ValueError: if ``tolerance`` is not a number in (0, 1], if
+            ``baseline`` is not a positive finite number, or if it is
+            missing for a trace without a spec.
     """
     expect_trace(trace, "outcome()")
     _check_tolerance(tolerance)
-    reference = mean_predictor_loss(trace.spec)
+    if baseline is None:
+        if trace.spec is None:
+            raise ValueError(
+                "outcome() needs baseline= for this trace: it comes from a monitored "
+                f"model ({trace.extra.get('model', 'no RunSpec')}), so there is no "
+                "data set to compute the mean predictor's loss from; pass the loss "
+                "of predicting the mean of your training targets (for MSE: "
+                "baseline=float(np.var(y_train)))"
+            )
+        reference = mean_predictor_loss(trace.spec)
+    else:
+        if not is_real(baseline) or not math.isfinite(baseline) or baseline <= 0:
+            raise ValueError(
+                f"outcome(baseline={baseline!r}) is not allowed: expected a positive "
+                "finite number (the mean predictor's loss)"
+            )
+        reference = float(baseline)
     line = tolerance * reference
     finite = trace.first_nonfinite_step is None
     final = trace.final_loss()

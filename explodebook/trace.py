@@ -14,6 +14,7 @@ import numpy as np
 from explodebook.checks import (
     check_framework,
     describe,
+    expect,
     expect_int,
     expect_path,
     expect_spec,
@@ -53,7 +54,11 @@ class Trace:
     ``spec.steps`` when the run stopped at the first non-finite value.
 
     Attributes:
-        spec: the run's `RunSpec`.
+        spec: the run's `RunSpec` for a run of the package's backends;
+            ``None`` for a model of the reader's own recorded by a monitor
+            (`explodebook.monitor`), which has no spec: ``extra["source"]``
+            and ``extra["model"]`` say where such a trace came from. Nothing
+            downstream invents a spec (or its data set) for it.
         framework: ``"torch"`` or ``"keras"``.
         layers: layer names, input to output (length ``L``).
         loss: ``(n,)`` training loss of each step's batch (the data term,
@@ -83,7 +88,7 @@ class Trace:
             run, so `equals` ignores it by default.
     """
 
-    spec: RunSpec
+    spec: RunSpec | None
     framework: str
     layers: list[str]
     loss: np.ndarray
@@ -99,7 +104,8 @@ class Trace:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        expect_spec(self.spec, "Trace(spec=...)")
+        if self.spec is not None:
+            expect(self.spec, RunSpec, "Trace(spec=...)", "a RunSpec, or None for a monitored model")
         self.framework = check_framework(self.framework, "Trace.framework")
         # A string is iterable too: Trace(layers="ab") would quietly become
         # two layers called "a" and "b".
@@ -228,7 +234,7 @@ class Trace:
         expect_path(path, "Trace.save()")
         header = {
             "format": "explodebook.Trace/1",
-            "spec": self.spec.to_dict(),
+            "spec": None if self.spec is None else self.spec.to_dict(),
             "framework": self.framework,
             "layers": self.layers,
             "first_nonfinite_step": self.first_nonfinite_step,
@@ -284,7 +290,7 @@ class Trace:
                 raise ValueError(f"{path!s} is not a complete trace file: it has no {missing}")
             arrays = {name: npz[name] for name in _ARRAYS}
         return cls(
-            spec=RunSpec.from_dict(header["spec"]),
+            spec=None if header["spec"] is None else RunSpec.from_dict(header["spec"]),
             framework=header["framework"],
             layers=header["layers"],
             first_nonfinite_step=header["first_nonfinite_step"],
@@ -323,7 +329,11 @@ class Trace:
             if self.diverged
             else f"final loss {self.final_loss():.4g}"
         )
-        return f"<Trace {self.framework} {self.steps_run}/{self.spec.steps} steps, {state}>"
+        if self.spec is None:
+            steps = f"{self.steps_run} steps of {self.extra.get('model', 'a monitored model')}"
+        else:
+            steps = f"{self.steps_run}/{self.spec.steps} steps"
+        return f"<Trace {self.framework} {steps}, {state}>"
 
 
 def locate_nonfinite(

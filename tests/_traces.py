@@ -10,8 +10,13 @@ from explodebook.trace import Trace, locate_nonfinite
 LAYERS = ["dense_1", "output"]
 
 
-def hand_trace(loss, grad_norms=None, weight_norms=None, framework: str = "torch") -> Trace:
-    """A two-layer trace from a loss curve; norms default to 0.5 and 3.0."""
+def hand_trace(
+    loss, grad_norms=None, weight_norms=None, framework: str = "torch", spec: RunSpec | None = None
+) -> Trace:
+    """A two-layer trace from a loss curve; norms default to 0.5 and 3.0.
+
+    It has no `RunSpec` unless given one: it was not made by a run.
+    """
     loss = np.asarray(loss, dtype=np.float64)
     n = loss.size
     grads = np.full((n, 2), 0.5) if grad_norms is None else np.asarray(grad_norms, float)
@@ -20,7 +25,7 @@ def hand_trace(loss, grad_norms=None, weight_norms=None, framework: str = "torch
     with np.errstate(all="ignore"):
         total = np.sqrt((grads**2).sum(axis=1))
     return Trace(
-        spec=RunSpec(steps=max(n, 1)),
+        spec=spec,
         framework=framework,
         layers=LAYERS,
         loss=loss,

@@ -143,9 +143,9 @@ def test_timesteps_takes_a_numpy_batch_size() -> None:
 
 def test_outcome_takes_a_numpy_tolerance_but_not_a_bool() -> None:
     trace = a_trace()
-    assert outcome(trace, np.float32(0.5)) == outcome(trace, 0.5)
+    assert outcome(trace, np.float32(0.5), baseline=2.0) == outcome(trace, 0.5, baseline=2.0)
     with pytest.raises(ValueError, match=r"tolerance=True .*number in \(0, 1\]"):
-        outcome(trace, True)
+        outcome(trace, True, baseline=2.0)
 
 
 # -- the shared checks --------------------------------------------------------
@@ -249,7 +249,7 @@ def test_trace_equals_expects_a_trace() -> None:
 def test_trace_fields_are_checked() -> None:
     good = a_trace()
     with pytest.raises(TypeError, match=r"Trace\(spec=...\) expects a RunSpec.*got dict"):
-        dataclasses.replace(good, spec=good.spec.to_dict())
+        dataclasses.replace(good, spec=RunSpec().to_dict())
     with pytest.raises(TypeError, match=r"Trace\(layers=...\) expects a list of layer names.*got str"):
         dataclasses.replace(good, layers="ab")
     with pytest.raises(TypeError, match=r"Trace\(layers=...\) expects a list of layer names.*got list"):

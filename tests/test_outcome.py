@@ -24,15 +24,19 @@ def test_mean_predictor_loss_is_target_variance():
     assert mean_predictor_loss(RunSpec()) > 1e3
 
 
+REF = 1000.0
+
+
 def _reference() -> float:
-    # hand_trace uses RunSpec(steps=n): the unscaled regression target.
-    return mean_predictor_loss(RunSpec())
+    # Hand-built traces have no RunSpec, so no data set: outcome takes the
+    # mean predictor's loss from the caller.
+    return REF
 
 
 def test_a_falling_loss_trains_and_converges_where_it_crosses_the_line():
     ref = _reference()
     loss = np.concatenate([np.full(100, ref), np.full(100, 0.01 * ref)])
-    o = outcome(hand_trace(loss))
+    o = outcome(hand_trace(loss), baseline=REF)
     assert o.finite and o.trained
     assert o.relative_loss == pytest.approx(0.01)
     # The trailing 25-step mean first stays below a quarter of the
@@ -45,14 +49,14 @@ def test_a_falling_loss_trains_and_converges_where_it_crosses_the_line():
 def test_a_loss_that_comes_back_up_has_no_convergence_step():
     ref = _reference()
     loss = np.concatenate([np.full(100, 0.01 * ref), np.full(60, 0.5 * ref)])
-    o = outcome(hand_trace(loss))
+    o = outcome(hand_trace(loss), baseline=REF)
     assert not o.trained and o.steps_to_converge is None
 
 
 def test_a_diverged_run_is_not_trained_even_if_its_last_finite_loss_was_low():
     ref = _reference()
     loss = np.concatenate([np.full(80, 0.01 * ref), [np.nan] * 3])
-    o = outcome(hand_trace(loss))
+    o = outcome(hand_trace(loss), baseline=REF)
     assert not o.finite and not o.trained
     assert o.first_nonfinite_step == 80
     assert o.steps_to_converge is None
@@ -62,14 +66,14 @@ def test_a_diverged_run_is_not_trained_even_if_its_last_finite_loss_was_low():
 def test_max_grad_norm_ignores_nonfinite_steps():
     loss = np.array([1.0, 1.0, np.nan])
     grads = np.array([[1.0, 0.0], [3.0, 4.0], [np.inf, 1.0]])
-    o = outcome(hand_trace(loss, grad_norms=grads))
+    o = outcome(hand_trace(loss, grad_norms=grads), baseline=REF)
     assert o.max_grad_norm == pytest.approx(5.0)
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, float("nan"), "0.25"])
 def test_tolerance_must_be_in_the_unit_interval(bad):
     with pytest.raises(ValueError, match="tolerance"):
-        outcome(hand_trace(np.ones(5)), tolerance=bad)
+        outcome(hand_trace(np.ones(5)), tolerance=bad, baseline=REF)
 
 
 def test_classic_run_fails_and_clipped_run_trains_in_both_frameworks():

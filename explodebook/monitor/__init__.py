@@ -76,9 +76,9 @@ def assemble_trace(
         layers: the ``L`` layer names, input to output.
         owner: ``(P,)`` index of each parameter's layer.
         parameter_names: the ``P`` parameter names.
-        spec: the run's `RunSpec`; ``None`` puts a placeholder
-            ``RunSpec(steps=n)`` in the trace (a model of your own has no
-            spec) and ``extra["spec"] = "placeholder"``.
+        spec: the run's `RunSpec` when the model is one of the book's
+            runs rebuilt by hand; ``None`` (a model of your own) leaves the
+            trace without one (``Trace.spec is None``).
         wall_time: seconds of training, for ``Trace.wall_time``.
         extra: more entries for ``Trace.extra`` (JSON-serialisable).
 
@@ -109,7 +109,6 @@ def assemble_trace(
         total = np.sqrt(grad_sq.sum(axis=1))
     step, kind, layer = locate_nonfinite(loss, grad_norms, weight_norms, layers)
     info: dict[str, Any] = {
-        "spec": "given" if spec is not None else "placeholder",
         "parameters": {
             name: [parameter_names[i] for i in np.flatnonzero(owner == k)]
             for k, name in enumerate(layers)
@@ -118,7 +117,7 @@ def assemble_trace(
     }
     info.update(extra or {})
     return Trace(
-        spec=spec if spec is not None else RunSpec(steps=min(max(len(loss), 1), 100_000)),
+        spec=spec,
         framework=framework,
         layers=layers,
         loss=loss,

@@ -21,10 +21,14 @@ wrappers are compiled into it:
   same as `explodebook.backends.keras`) and every variable's weight norm
   before the update, all with fused segment reductions
   (``_LayerReducer``), in float64;
-- ``model.compute_loss``, to take the loss of each batch: the value ``fit``
-  minimises for that batch, including regularization penalties
-  (``model.losses``). ``logs["loss"]`` is not used: in Keras 3 it is the
-  running mean over the epoch so far, not the batch's loss.
+- the model's compiled loss (``model._compile_loss.call``, the loss given
+  to ``compile``), to take each batch's data loss *without* the
+  regularization penalties of ``model.losses``, as the `Trace` contract
+  says (and the PyTorch monitor records); ``model.compute_loss``, whose
+  value (penalties included) is used only for a model without a compiled
+  loss that overrides ``compute_loss`` itself. ``logs["loss"]`` is not used:
+  in Keras 3 it is the running mean over the epoch so far, penalties
+  included, not the batch's loss.
 
 Each step's row is written into a ring buffer (a ``tf.Variable``) inside
 the compiled step; the callback reads the buffer in bulk, once every few
@@ -161,10 +165,9 @@ class GradientMonitor(keras.callbacks.Callback):
     """Record per-layer gradient and weight norms of every step of ``fit``.
 
     Args:
-        spec: the `RunSpec` the trace should carry. A model of your own has
-            none, so by default the trace carries a placeholder,
-            ``RunSpec(steps=<steps recorded>)``, and
-            ``trace.extra["spec"] == "placeholder"``.
+        spec: the `RunSpec` the trace should carry, when you rebuilt one of
+            the book's runs; by default none (``trace.spec is None``): a
+            model of your own has no spec.
         capacity: rows of the on-device ring buffer; the callback reads it
             every ``capacity // 2`` steps (at least ``2 * steps_per_execution``
             rows are used).
@@ -189,6 +192,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self._loss_missing = False  # set while tracing a step that saw no loss
         self._patched: list[tuple[Any, str, bool, Any]] = []
         self._pending_loss: Any = None
+        self._data_loss: Any = None  # the compiled loss of the step being traced
         self._calls = 0
         self._spe = 1
         self._flush_every = 1
@@ -273,6 +277,9 @@ class GradientMonitor(keras.callbacks.Callback):
         # inside the traced training step; the apply wrapper sets up then.
         self._patch(model.optimizer, "apply", self._wrap_apply(model.optimizer.apply))
         self._patch(model, "compute_loss", self._wrap_compute_loss(model.compute_loss))
+        compiled = getattr(model, "_compile_loss", None)
+        if compiled is not None:
+            self._patch(compiled, "call", self._wrap_data_loss(compiled.call))
         # fit made its training function before calling on_train_begin; make
         # it again, so that it is traced (on its first call) with the wrappers.
         model.make_train_function(force=True)
@@ -333,11 +340,23 @@ class GradientMonitor(keras.callbacks.Callback):
 
     def _wrap_compute_loss(self, original: Any) -> Any:
         def compute_loss(*args: Any, **kwargs: Any) -> Any:
+            self._data_loss = None
             loss = original(*args, **kwargs)
-            self._pending_loss = loss
+            # The compiled loss alone if it ran (no penalties), else the
+            # whole value (a model that computes its loss its own way).
+            self._pending_loss = loss if self._data_loss is None else self._data_loss
+            self._data_loss = None
             return loss
 
         return compute_loss
+
+    def _wrap_data_loss(self, original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            loss = original(*args, **kwargs)
+            self._data_loss = loss
+            return loss
+
+        return call
 
     def _wrap_apply(self, original: Any) -> Any:
         optimizer = self.model.optimizer

@@ -17,9 +17,9 @@ keep your training loop as it is::
 How it sees each step without changing the loop:
 
 - at the end of every ``backward()`` (a ``register_post_accumulate_grad_hook``
-  on the first and last parameters queues one callback that runs when the
-  backward pass ends) it takes the gradient norms *before* clipping and the
-  weight norms;
+  on every parameter; the first one to fire queues one callback that runs
+  when the backward pass ends) it takes the gradient norms *before*
+  clipping and the weight norms;
 - just before ``optimizer.step()`` (``register_step_pre_hook``) it commits
   the step; if a gradient changed in between (clipping works in place, which
   bumps the tensor's version counter) it also takes the norms *after*
@@ -142,12 +142,10 @@ class GradientMonitor:
         loss_fn: an ``nn.Module`` loss (``nn.MSELoss()``, ...) to take the
             loss from, with a forward hook; otherwise call `log_loss` (hook
             mode) or pass the loss to `record` (manual mode).
-        spec: the `RunSpec` the trace should carry. A model of your own has
-            none, so by default the trace carries a placeholder,
-            ``RunSpec(steps=<steps recorded>)``, and
-            ``trace.extra["spec"] == "placeholder"``: only its ``steps``
-            means anything. Pass a spec when you rebuilt one of the book's
-            runs.
+        spec: the `RunSpec` the trace should carry, when you rebuilt one of
+            the book's runs; by default none (``trace.spec is None``): a
+            model of your own has no spec, and `explodebook.outcome` then
+            asks for the baseline loss instead of guessing a data set.
         threads: PyTorch intra-op threads while the monitor is open
             (``torch.set_num_threads``; `close` restores the previous
             count). The default, `SMALL_MODEL`, means one thread for a
@@ -219,11 +217,12 @@ class GradientMonitor:
         self._last = 0.0
         self._handles: list[Any] = []
         if self.hooked:
-            # Two hooks (one parameter at each end of the model) are enough
-            # to learn that a backward pass is running; a hook per parameter
-            # would cost a Python call per parameter per step. Should neither
-            # receive a gradient in some step, the step hook takes the norms.
-            for p in {id(q): q for q in (self.params[0], self.params[-1])}.values():
+            # A hook on every parameter: whichever receives a gradient first
+            # queues the end-of-backward callback. Hooks on a few parameters
+            # only (the first and the last, once) missed backward passes
+            # that reached neither; the step hook then took the norms after
+            # clipping and recorded them as the norms before it.
+            for p in self.params:
                 self._handles.append(p.register_post_accumulate_grad_hook(self._on_grad))
             self._handles.append(optimizer.register_step_pre_hook(self._on_step))
         if loss_fn is not None:
