@@ -1,7 +1,7 @@
 """How long a run will take, before it starts; progress bars; Ctrl-C.
 
 A `RunSpec` within its per-field limits can still ask for hours of work
-(``RunSpec(depth=64, width=1024)``: some 3 hours on a 2-core machine). Every
+(``RunSpec(depth=64, width=1024)``: 2 to 3 hours on a 2-core machine). Every
 run path (`explodebook.run`, `explodebook.cache.cached_run`,
 `explodebook.sweep.sweep`, the backends' ``run``) therefore estimates the
 run's time from its spec first and refuses, with a `BudgetError`, one
@@ -36,14 +36,17 @@ process: `calibrate` times a small matrix product, a memory-bound pass and
 a loop of tiny operations with numpy (about 10 ms) and scales each kind of
 cost by the machine's speed relative to the reference machine (clamped to
 a factor of 4 either way, so one odd timing cannot make the guard useless).
-Runs far from every limit, the book's own, never calibrate: their estimate
-with the slowest allowed factor is already below the limits. Set `SPEED`
-to skip calibration (``budget.SPEED = budget.Speed(1, 1, 1)``: the
-reference machine).
+Runs far from every limit never calibrate (their estimate at the slowest
+allowed factor is below the limits), nor does a book build (see
+`watched`): the book's runs are far below the budget. Set `SPEED` to skip
+calibration (``budget.SPEED = budget.Speed(1, 1, 1)``: the reference
+machine).
 
 **Progress.** A run or sweep estimated over `PROGRESS_SECONDS` shows a
 ``tqdm.auto`` progress bar (a widget in a notebook, text in a terminal),
-updated once per chunk of steps, and removed when the run ends.
+updated once per chunk of steps, and removed when the run ends; not in a
+notebook that a tool executes (a book build: see `watched`), where no one
+watches and the bar would stay in the saved page.
 
 **Ctrl-C.** While a backend trains, the first Ctrl-C (SIGINT) does not
 stop it in the middle of a step: the run stops at its next chunk boundary
@@ -60,7 +63,9 @@ and the next run of the same spec gives the same trace as a fresh process.
 from __future__ import annotations
 
 import math
+import numbers
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -99,8 +104,9 @@ SPEED: Speed | None = None
 # Calibration factors are clamped to [1 / _MAX_FACTOR, _MAX_FACTOR].
 _MAX_FACTOR = 4.0
 
-# How often (in estimated seconds of training) a backend checks for Ctrl-C
-# and updates its progress bar.
+#: About how often, in estimated seconds of training, a backend checks for
+#: Ctrl-C and moves its progress bar: the size of its chunks of steps (which
+#: do not change the trace).
 CHECK_SECONDS = 0.1
 
 
@@ -250,7 +256,9 @@ def _parts(spec: RunSpec, framework: str, values: Mapping[str, int]) -> tuple[fl
     )
     if spec.model == "mlp":
         macs = n_in * width + (depth - 1) * width * width + width  # per sample, forward
-        params = macs + depth * width + 1 + (2 * depth * width if spec.normalization != "none" else 0)
+        params = macs + depth * width + 1
+        if spec.normalization != "none":
+            params += 2 * depth * width  # gamma and beta
         step_op = c.step + c.layer * (depth + 1) * extra
         step_mac = 3 * batch * macs * c.mac
         setup_op = c.setup + c.setup_layer * (depth + 1)
@@ -271,7 +279,9 @@ def _parts(spec: RunSpec, framework: str, values: Mapping[str, int]) -> tuple[fl
     return setup_op, params * c.setup_param, step_op, step_mac, step_elem
 
 
-def _seconds(spec: RunSpec, framework: str, speed: Speed, values: Mapping[str, int] | None = None) -> float:
+def _seconds(
+    spec: RunSpec, framework: str, speed: Speed, values: Mapping[str, int] | None = None
+) -> float:
     values = {name: getattr(spec, name) for name in _KNOBS} | dict(values or {})
     setup_op, setup_elem, step_op, step_mac, step_elem = _parts(spec, framework, values)
     per_step = step_op * speed.op + step_mac * speed.mac + step_elem * speed.elem
@@ -353,7 +363,9 @@ def _check_framework(framework: str) -> None:
     from explodebook.trace import FRAMEWORKS
 
     if framework not in FRAMEWORKS:
-        raise ValueError(f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}")
+        raise ValueError(
+            f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}"
+        )
 
 
 def estimate_seconds(spec: RunSpec, framework: str = "torch") -> float:
@@ -401,7 +413,7 @@ def resolve(max_seconds: Any) -> float | None:
         max_seconds = MAX_SECONDS
     if max_seconds is None:
         return None
-    if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)):
+    if isinstance(max_seconds, bool) or not isinstance(max_seconds, numbers.Real):
         raise TypeError(f"max_seconds must be a number of seconds or None, got {max_seconds!r}")
     if not max_seconds > 0:
         raise ValueError(f"max_seconds={max_seconds!r}: give a positive number of seconds, or None")
@@ -527,7 +539,7 @@ def plan(
         max_seconds: the budget for all of them together; `DEFAULT` is
             `MAX_SECONDS`, ``None`` no limit.
         progress: ``True``/``False`` to show a bar or not; ``None``: show
-            one if the estimate is over `PROGRESS_SECONDS`.
+            one if the estimate is over `PROGRESS_SECONDS` and `watched`.
         what: how the message names the work (default: the spec, or "these
             N runs").
         anyway: the call the message shows to run it anyway (default
@@ -538,8 +550,11 @@ def plan(
     """
     limit = resolve(max_seconds)
     for spec, framework in runs:
+        if not isinstance(spec, RunSpec):
+            raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
         _check_framework(framework)
-    thresholds = [t for t in (limit, PROGRESS_SECONDS if progress is None else None) if t is not None]
+    bar_threshold = PROGRESS_SECONDS if progress is None and watched() else None
+    thresholds = [t for t in (limit, bar_threshold) if t is not None]
     speed = SPEED
     if speed is None:
         # Calibrate only if the slowest allowed speed could cross a threshold.
@@ -563,8 +578,30 @@ def plan(
             limit,
             [name for name, _ in suggestions],
         )
-    show = progress if progress is not None else estimate > PROGRESS_SECONDS
-    return Plan(estimate, bool(show))
+    if progress is None:
+        progress = bar_threshold is not None and estimate > bar_threshold
+    return Plan(estimate, bool(progress))
+
+
+def watched() -> bool:
+    """Whether a person may be watching this process run: False in a
+    notebook kernel that a tool executes (nbclient, ``jupyter nbconvert
+    --execute``, Jupyter Book builds), True anywhere else.
+
+    Such tools send their cells with ``allow_stdin=False`` (nobody there
+    to type an answer); a progress bar there helps no one and would stay
+    in the saved notebook, and so in the book's pages. An interactive
+    frontend (JupyterLab, Notebook, VS Code) allows input.
+    """
+    ipython = sys.modules.get("IPython")  # not imported: not in a kernel
+    if ipython is None:
+        return True
+    try:
+        kernel = getattr(ipython.get_ipython(), "kernel", None)
+    except Exception:
+        return True
+    # ipykernel sets _allow_stdin from every execute request it runs.
+    return kernel is None or bool(getattr(kernel, "_allow_stdin", True))
 
 
 # -- progress bars --------------------------------------------------------------

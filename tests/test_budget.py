@@ -102,9 +102,10 @@ def test_estimate_grows_with_sequence_length_and_gates() -> None:
 def test_width_costs_about_its_square_in_a_deep_network() -> None:
     deep = RunSpec(depth=8, steps=100)
     for framework in FRAMEWORKS:
-        ratio = budget.estimate_seconds(deep.replace(width=1024), framework) / budget.estimate_seconds(
-            deep.replace(width=512), framework
+        wide, narrow = (
+            budget.estimate_seconds(deep.replace(width=w), framework) for w in (1024, 512)
         )
+        ratio = wide / narrow
         assert 3 < ratio < 8
 
 
@@ -154,7 +155,8 @@ def test_calibrate_measures_clamped_factors_once(monkeypatch: pytest.MonkeyPatch
 
 def test_calibration_factors_are_clamped(monkeypatch: pytest.MonkeyPatch) -> None:
     units = budget._REFERENCE_UNITS
-    monkeypatch.setattr(budget, "_measure", lambda: Speed(units.op * 100, units.mac / 100, units.elem))
+    odd = Speed(units.op * 100, units.mac / 100, units.elem)
+    monkeypatch.setattr(budget, "_measure", lambda: odd)
     assert budget.calibrate() == Speed(4.0, 0.25, 1.0)
 
 
@@ -238,7 +240,12 @@ def test_the_keyword_or_the_setting_lets_a_run_through(monkeypatch: pytest.Monke
     assert explodebook.run(spec, max_seconds=1e-3) is explodebook.run(spec)
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "60", True])
+def test_max_seconds_takes_numpy_numbers() -> None:
+    for limit in (np.int64(60), np.float32(60.0)):
+        assert explodebook.run(RunSpec(steps=5), max_seconds=limit).steps_run == 5
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "60", True])
 def test_max_seconds_must_be_a_positive_number(bad: Any) -> None:
     with pytest.raises((TypeError, ValueError), match="max_seconds"):
         explodebook.run(RunSpec(steps=5), max_seconds=bad)
@@ -248,7 +255,11 @@ def test_sweep_checks_its_total_before_any_run(monkeypatch: pytest.MonkeyPatch) 
     backend = _backend("torch")
     started: list[RunSpec] = []
     real = backend._train
-    monkeypatch.setattr(backend, "_train", lambda spec, plan: started.append(spec) or real(spec, plan))
+    def train(spec: RunSpec, plan: Any) -> Any:
+        started.append(spec)
+        return real(spec, plan)
+
+    monkeypatch.setattr(backend, "_train", train)
     base = RunSpec(depth=4, width=256, steps=1000)
     one = budget.estimate_seconds(base, "torch")
     values = [0.5, 1.0, 1.5, 2.0]
@@ -389,6 +400,28 @@ def test_a_long_sweep_has_one_bar_over_its_runs(
     assert bar.closed and bar.n == 6
     sweep(RunSpec(steps=41), "init_scale", [0.5], progress=False)
     assert len(bars) == 1
+
+
+def test_no_automatic_bar_in_a_notebook_run_by_a_tool(
+    monkeypatch: pytest.MonkeyPatch, bars: list[FakeBar]
+) -> None:
+    # A kernel executing for nbclient (a book build) was asked for no input.
+    import types
+
+    kernel = types.SimpleNamespace(_allow_stdin=False)
+    shell = types.SimpleNamespace(kernel=kernel)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    monkeypatch.setattr(budget, "PROGRESS_SECONDS", 0.0)
+    assert not budget.watched()
+    explodebook.run(RunSpec(steps=20))
+    sweep(RunSpec(steps=21), "init_scale", [0.5, 1.0])
+    assert bars == []
+    explodebook.run(RunSpec(steps=22), progress=True)  # asked for: shown
+    assert len(bars) == 1
+    kernel._allow_stdin = True  # JupyterLab, VS Code...
+    assert budget.watched()
+    explodebook.run(RunSpec(steps=23))
+    assert len(bars) == 2
 
 
 def test_a_missing_tqdm_means_no_bar(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -461,7 +461,8 @@ def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
                     if stop.requested:
                         break
                     bar.to(step)
-                    X_block, y_block = X[batches[step : step + block]], y[batches[step : step + block]]
+                    idx = batches[step : step + block]
+                    X_block, y_block = X[idx], y[idx]
                 xb, yb = X_block[step % block], y_block[step % block]
                 # What optimizer.zero_grad() does (set_to_none), without its
                 # profiler bookkeeping: a sizeable share of a step this small.
