@@ -79,27 +79,26 @@ def run(
 ) -> Trace:
     """Train the network of ``spec`` with one framework and return its trace.
 
+    The run's time is estimated from ``spec`` first (``explodebook.budget``):
+    a run estimated over ``max_seconds`` is refused with a ``BudgetError``
+    (a `SpecError`) whose message says how long it would take and which
+    fields to lower. Ctrl-C during training raises ``RunInterrupted`` (a
+    ``KeyboardInterrupt``) whose ``trace`` holds the steps done, as the
+    trace of ``spec.replace(steps=<steps done>)``; nothing is cached.
+
     Args:
         spec: the run.
         framework: ``"torch"`` or ``"keras"``.
         cache: reuse the trace of an identical earlier run in this process
             (`explodebook.cache.cached_run`; its arrays are read-only).
-        max_seconds: refuse, before it starts, a run estimated to take
-            longer than this many seconds (`explodebook.budget`); the
-            default is `explodebook.budget.MAX_SECONDS` (2 minutes),
+        max_seconds: the longest estimated time allowed, in seconds; the
+            default is ``explodebook.budget.MAX_SECONDS`` (2 minutes),
             ``None`` means no limit.
         progress: show a progress bar; by default only for a run estimated
-            over `explodebook.budget.PROGRESS_SECONDS`.
+            over ``explodebook.budget.PROGRESS_SECONDS`` (3 s).
 
     Returns:
         the `Trace`.
-
-    Raises:
-        BudgetError: the run is estimated over ``max_seconds``; the message
-            says how long it would take and which fields to lower.
-        RunInterrupted: Ctrl-C (a ``KeyboardInterrupt``); its ``trace``
-            holds the steps done, as the trace of
-            ``spec.replace(steps=<steps done>)``. Nothing is cached.
     """
     if cache:
         from explodebook.cache import cached_run

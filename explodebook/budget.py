@@ -83,9 +83,11 @@ __all__ = [
     "BudgetError",
     "RunInterrupted",
     "Speed",
+    "CHECK_SECONDS",
     "calibrate",
     "estimate_seconds",
     "format_seconds",
+    "watched",
 ]
 
 #: Longest estimated time, in seconds, of one run (or of all the runs of one

@@ -63,21 +63,19 @@ def cached_run(
 ) -> Trace:
     """Run ``spec`` with ``framework``'s backend, or return the cached trace.
 
+    A run that is not cached is estimated first: over ``max_seconds`` it is
+    refused (``BudgetError``, see `explodebook.run`); a cached trace costs
+    nothing and is always returned. A run stopped by Ctrl-C
+    (``RunInterrupted``) is not cached.
+
     Args:
         spec: the run.
         framework: ``"torch"`` or ``"keras"``.
-        max_seconds, progress: as in the backend's ``run``: refuse a run
-            estimated over ``max_seconds`` (`explodebook.budget`; a cached
-            trace costs nothing and is always returned), show a progress
-            bar.
+        max_seconds, progress: as in `explodebook.run`.
 
     Returns:
         the `Trace`; the *same object* for the same ``(framework, spec)``
         while it stays in the cache, with read-only arrays.
-
-    Raises:
-        BudgetError: not cached, and estimated over ``max_seconds``.
-        RunInterrupted: Ctrl-C during the run; nothing is cached.
     """
     global _hits, _misses
     if not isinstance(spec, RunSpec):

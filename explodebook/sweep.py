@@ -133,7 +133,11 @@ def sweep(
     value fails at once instead of after minutes of training; and the
     time of all the runs still to do (not those already in the run cache)
     is estimated before any starts, so a sweep that would take too long is
-    refused at once, with a `BudgetError` that says which fields to lower.
+    refused at once, with a ``BudgetError`` that says which fields to
+    lower (``explodebook.budget``). Ctrl-C during a run raises
+    ``RunInterrupted`` (its ``trace`` holds that run's steps done); the
+    runs finished before it are in the run cache, so calling the same
+    sweep again resumes where it stopped.
 
     Args:
         base: the spec to start from.
@@ -143,23 +147,20 @@ def sweep(
             ``("torch", "keras")``.
         cache: go through `explodebook.cache.cached_run` (re-running a
             sweep in the same process costs nothing); ``False`` always runs.
-        max_seconds: refuse a sweep whose runs are estimated to take longer
-            than this many seconds in all (`explodebook.budget`); default
-            `explodebook.budget.MAX_SECONDS`, ``None`` for no limit.
+        max_seconds: the longest estimated time of all the runs together,
+            in seconds; default ``explodebook.budget.MAX_SECONDS``, ``None``
+            for no limit.
         progress: a progress bar over the runs (and one for each run
-            estimated over `explodebook.budget.PROGRESS_SECONDS`); default:
-            when the sweep is estimated over that threshold.
+            estimated over ``explodebook.budget.PROGRESS_SECONDS``);
+            default: when the sweep is estimated over that threshold.
 
     Returns:
         a `Sweep` with ``N`` traces per framework.
 
     Raises:
         SpecError: ``field`` is not a `RunSpec` field, or a value is not
-            allowed for it (the message says which value).
-        BudgetError: the runs are estimated over ``max_seconds``.
-        RunInterrupted: Ctrl-C during a run (its ``trace`` holds that run's
-            steps done); the runs finished before it are in the run cache,
-            so calling the same sweep again resumes where it stopped.
+            allowed for it (the message says which value); also the
+            ``BudgetError`` above.
     """
     if not isinstance(base, RunSpec):
         raise TypeError(f"base must be a RunSpec, got {type(base).__name__}")

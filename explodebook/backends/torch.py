@@ -382,23 +382,18 @@ def run(
 ) -> Trace:
     """Train the network of ``spec`` and record every step.
 
+    As `explodebook.run` without its cache: a run estimated over
+    ``max_seconds`` is refused before it starts (``BudgetError``), and
+    Ctrl-C raises ``RunInterrupted`` with the steps done (the first Ctrl-C
+    stops after the next chunk of steps, a second one at once, without a trace).
+
     Args:
         spec: the run.
-        max_seconds: refuse a run estimated to take longer
-            (`explodebook.budget`); default `explodebook.budget.MAX_SECONDS`,
-            ``None`` for no limit.
-        progress: show a progress bar; default: when the run is estimated
-            to take more than `explodebook.budget.PROGRESS_SECONDS`.
+        max_seconds, progress: as in `explodebook.run`.
 
     Returns:
         a `Trace`; if the loss, a gradient or a weight becomes non-finite
         and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
-
-    Raises:
-        BudgetError: the run is estimated over ``max_seconds``.
-        RunInterrupted: Ctrl-C; its ``trace`` holds the steps done (the
-            first Ctrl-C stops at the next chunk of steps, a second one at
-            once, without a trace).
     """
     plan = budget.plan([(spec, "torch")], max_seconds, progress)
     threads = torch.get_num_threads()
