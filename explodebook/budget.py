@@ -568,12 +568,12 @@ def plan(
         if what is None:
             what = _short(runs[0][0]) if len(runs) == 1 else f"these {len(runs)} runs"
         frameworks = sorted({framework for _, framework in runs})
+        source = "explodebook.budget.MAX_SECONDS" if max_seconds is DEFAULT else "max_seconds"
         if anyway is None:
             anyway = f'explodebook.run(spec, "{runs[0][1]}", max_seconds=None)'
         raise BudgetError(
             f"{what} would take {format_seconds(estimate)} with {_join(frameworks)} on this "
-            f"machine, over the budget of {_duration(limit)} "
-            f"(explodebook.budget.MAX_SECONDS). {_advice(suggestions)}"
+            f"machine, over the budget of {_duration(limit)} ({source}). {_advice(suggestions)}"
             f"To run it anyway, pass max_seconds=None (e.g. {anyway}), or raise "
             "explodebook.budget.MAX_SECONDS for the session.",
             estimate,
