@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from explodebook.checks import expect, expect_trace, is_real, plain
+from explodebook.metrics import first_positive, log_loss_changes, relative_to_first
 from explodebook.trace import Trace
 
 __all__ = ["Sign", "Thresholds", "Diagnosis", "diagnose", "SIGN_NAMES", "VERDICTS"]
@@ -404,10 +405,7 @@ def _poor_loss(loss: np.ndarray, stop: int | None, t: Thresholds) -> Sign:
 
 def _unstable_loss(loss: np.ndarray, t: Thresholds) -> Sign:
     title = "Unstable loss (large changes per update)"
-    change = np.diff(np.log(loss))
-    steps = np.arange(1, loss.size)
-    ok = np.isfinite(change)
-    change, steps = change[ok], steps[ok]
+    change, steps = log_loss_changes(loss)
     if change.size == 0:
         return Sign(
             "unstable_loss",
@@ -484,10 +482,8 @@ def _growing_weights(weight_norms: np.ndarray, layers: list[str], t: Thresholds)
             "No layer has a finite, positive weight norm to measure growth from.",
             True,
         )
-    ref_step = np.argmax(usable, axis=0)
-    reference = weight_norms[ref_step, np.arange(len(layers))]
-    growth = weight_norms / reference
-    growth[:, ~has_ref] = np.nan
+    ref_step, reference = first_positive(weight_norms)
+    growth = relative_to_first(weight_norms)
     growth = np.where(np.isnan(growth), -np.inf, growth)  # NaN never counts
     peak = growth.max(axis=0)
     layer = int(np.argmax(peak))

@@ -29,6 +29,7 @@ from matplotlib.ticker import LogLocator
 from numpy.typing import ArrayLike
 
 from explodebook.checks import describe, expect, expect_trace
+from explodebook.metrics import relative_to_first
 from explodebook.trace import Trace, locate_nonfinite
 
 __all__ = [
@@ -311,7 +312,7 @@ def weight_norms(
     _expect_axes(ax, "weight_norms(ax=...)")
     values = _per_layer(trace, "weight_norms")
     if relative:
-        values = _relative(values)
+        values = relative_to_first(values)
     ax = _axes(ax)
     _layer_lines(ax, trace, values, 1.0 if relative else None, legend)
     ax.set_ylabel("‖W‖₂ / initial ‖W‖₂ (log)" if relative else "‖W‖₂ (log)")
@@ -712,18 +713,6 @@ def _layer_lines(
     divergence = _divergence(trace)
     if divergence is not None:
         mark_divergence(ax, *divergence)
-
-
-def _relative(values: np.ndarray) -> np.ndarray:
-    """Each column divided by its first finite, positive value (NaN if none)."""
-    if values.shape[0] == 0:
-        return values.copy()
-    usable = np.isfinite(values) & (values > 0)
-    first = np.argmax(usable, axis=0)
-    reference = values[first, np.arange(values.shape[1])]
-    reference = np.where(usable.any(axis=0), reference, np.nan)
-    with np.errstate(all="ignore"):
-        return values / reference
 
 
 def _bin_steps(values: np.ndarray, max_columns: int) -> tuple[np.ndarray, int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from explodebook.cache import cached_run
 from explodebook.checks import check_frameworks, describe, expect, expect_spec, plain
+from explodebook.metrics import status
 from explodebook.spec import CHOICES, RunSpec
 from explodebook.trace import Trace
 
@@ -189,11 +190,7 @@ def _escape(text: str) -> str:
 def _summary(traces: Sequence[Trace]) -> str:
     parts = []
     for trace in traces:
-        if trace.diverged:
-            state = f"non-finite at step {trace.first_nonfinite_step}"
-        else:
-            state = f"final loss {trace.final_loss():.3g}"
-        parts.append(f"<b>{trace.label}</b>: {state} ({trace.wall_time:.2f} s)")
+        parts.append(f"<b>{trace.label}</b>: {status(trace)} ({trace.wall_time:.2f} s)")
     return " &middot; ".join(parts)
 
 

@@ -20,15 +20,12 @@ from torch import nn
 from explodebook import RunSpec, run, theory
 from explodebook.data import batch_indices, dataset_for
 from explodebook.weights import init_matrix, initial_weights
+from explodebook.metrics import first_to_last
 
 FRAMEWORKS = ("torch", "keras")
 CLASSIC = RunSpec()
 DEEP = RunSpec(depth=20, width=32, task="regression-scaled", steps=200)
 BAD_INIT = DEEP.replace(init_scale=1.5)
-
-
-def first_to_last(trace) -> float:
-    return float(trace.grad_norms[0, 0] / trace.grad_norms[0, -2])
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)

@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 
 from explodebook import RunSpec, diagnose, run
+from explodebook.metrics import fraction_clipped
 
 FRAMEWORKS = ("torch", "keras")
 CLASSIC = RunSpec()
 TARGET_VARIANCE = 2.0e4  # of the unscaled regression target (about 20381)
-
-
-def fraction_clipped(trace) -> float:
-    shrunk = trace.clipped_grad_norms < trace.grad_norms * (1 - 1e-6)
-    return float(shrunk.any(axis=1).mean())
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -45,8 +45,10 @@ def test_strong_l2_stabilizes_the_edge_run_at_a_cost_in_fit(framework: str) -> N
         # Bounded weights: the norm stays within a small factor of its start.
         norms = np.sqrt((trace.weight_norms**2).sum(axis=1))
         assert norms.max() < 30 * norms[0], l2
-        assert trace.final_loss() < TARGET_VARIANCE, l2  # learned something
         finals.append(trace.final_loss())
+    # l2 = 1 has learned something; l2 = 3 may end at about the mean
+    # predictor's loss (Keras does: the chapter says so from the runs).
+    assert finals[0] < TARGET_VARIANCE
     assert finals[1] > finals[0]  # stronger penalty, worse fit
     # ...and far worse than a smaller learning rate without any penalty.
     reference = run(CLASSIC.replace(learning_rate=1e-3), framework).final_loss()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from explodebook import RunSpec, run, theory
+from explodebook.metrics import first_layer_gradient
 
 FRAMEWORKS = ("torch", "keras")
 AT_INIT = RunSpec(depth=20, width=32, task="regression-scaled", steps=1)
@@ -18,12 +19,8 @@ TANH = AT_INIT.replace(activation="tanh", init="xavier")
 RELU = AT_INIT.replace(activation="relu", init="he")
 
 
-def first_layer(trace) -> float:
-    return float(trace.grad_norms[0][0])
-
-
 def first_over_output(trace) -> float:
-    return first_layer(trace) / float(trace.grad_norms[0][-1])
+    return first_layer_gradient(trace) / float(trace.grad_norms[0][-1])
 
 
 def test_derivative_bounds() -> None:
@@ -39,19 +36,19 @@ def test_profile_at_init(framework: str) -> None:
     assert 0.1 < first_over_output(run(TANH, framework)) < 10
     assert 0.05 < first_over_output(run(RELU, framework)) < 10
     relu15 = run(RELU.replace(init_scale=1.5), framework)
-    assert first_layer(relu15) > 1e5 * first_layer(run(RELU, framework))
+    assert first_layer_gradient(relu15) > 1e5 * first_layer_gradient(run(RELU, framework))
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_weight_scale_decides(framework: str) -> None:
-    g1 = first_layer(run(RELU, framework))
+    g1 = first_layer_gradient(run(RELU, framework))
     # About s**2 per layer above He's scale, about s per layer below it.
-    up = (first_layer(run(RELU.replace(init_scale=1.5), framework)) / g1) ** (1 / 20)
-    down = (first_layer(run(RELU.replace(init_scale=0.5), framework)) / g1) ** (1 / 20)
+    up = (first_layer_gradient(run(RELU.replace(init_scale=1.5), framework)) / g1) ** (1 / 20)
+    down = (first_layer_gradient(run(RELU.replace(init_scale=0.5), framework)) / g1) ** (1 / 20)
     assert 1.9 < up < 2.6
     assert 0.4 < down < 0.6
     # Tanh with large weights explodes; the sigmoid does not, even at 16x.
-    assert first_layer(run(TANH.replace(init_scale=4.0), framework)) > 100
+    assert first_layer_gradient(run(TANH.replace(init_scale=4.0), framework)) > 100
     for s in (1.0, 4.0, 16.0):
         assert first_over_output(run(SIGMOID.replace(init_scale=s), framework)) < 1
 
