@@ -1,14 +1,19 @@
-"""Assignments made from chapters are graded right by otter-grader.
+"""Assignments made from chapters are graded right.
 
-For three chapters, end to end through ``otter assign`` and ``otter run``:
-the chapter's reference solutions score full marks, the untouched student
-notebook scores zero, and a plausible wrong answer to every autograded
-question loses its points with a message that says what went wrong.
+For each autograded chapter, end to end through ``otter assign`` and the
+book's own grader (sandboxed runners, checks in the grader's process): one
+folder of handed-in notebooks is graded once, by the command the README
+gives, and everything is asserted on that one grading. The chapter's
+reference solutions score full marks, the untouched student notebook scores
+zero, and a plausible wrong answer to every autograded question loses its
+points with a message that says what went wrong, and does not give the
+answer away.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
@@ -17,7 +22,7 @@ import pytest
 from conftest import ROOT
 from explodebook.coursework.__main__ import main as cli
 from explodebook.coursework.assignment import AssignmentFiles, load_questions
-from explodebook.coursework.grading import grade_notebook
+from explodebook.coursework.grading import COLUMNS_AFTER
 
 pytestmark = pytest.mark.slow
 
@@ -53,27 +58,11 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "reg-ex-where": (
             "final_loss_by_l2 = {0.0: [2.4, 2.4], 0.01: [9.0, 9.0], 0.1: [1.0, 1.0]}",
-            "use RunSpec(global_clipnorm=1.0, l2=l2)",
+            "RunSpec(global_clipnorm=1.0, l2=l2)",
         ),
         "reg-ex-adam": ("matching_optimizer = 'AdamW'", "outside Adam's per-element scaling"),
     },
 }
-
-
-@pytest.fixture(scope="module", params=sorted(WRONG))
-def assignment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The chapter's assignment, made by the command the README gives."""
-    chapter = ROOT / "chapters" / f"{request.param}.md"
-    out = tmp_path_factory.mktemp(request.param)
-    assert cli(["assign", str(chapter), "--book", str(ROOT), "--out", str(out)]) == 0
-    stem = chapter.stem
-    return AssignmentFiles(
-        student=out / stem / "student" / f"{stem}.ipynb",
-        solution=out / stem / "autograder" / f"{stem}.ipynb",
-        autograder=out / stem / "autograder" / "autograder.zip",
-        master=out / stem / "source" / f"{stem}.ipynb",
-        questions=sorted(load_questions(chapter)),
-    )
 
 
 def _answer_cell(notebook: nbformat.NotebookNode, label: str) -> int:
@@ -83,46 +72,97 @@ def _answer_cell(notebook: nbformat.NotebookNode, label: str) -> int:
     return checks[0] - 1
 
 
-def test_every_question_has_a_wrong_answer(assignment) -> None:
-    assert sorted(WRONG[assignment.student.stem]) == assignment.questions
-    assert assignment.questions, "each of these chapters has autograded questions"
+def _sections(text: str) -> dict[str, str]:
+    """A feedback file's text per question (``name: score / possible`` and its lines)."""
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        head = re.match(r"^(\S+): [\d.]+ / [\d.]+$", line)
+        if head:
+            current = head[1]
+            out[current] = ""
+        elif current and line.startswith("  - "):
+            out[current] += line[4:] + "\n"
+        else:
+            current = None
+    return out
 
 
-def test_reference_solutions_score_full_marks(assignment) -> None:
-    result = grade_notebook(assignment.solution, assignment.autograder)
-    assert not result.error
-    assert set(result.scores) == set(assignment.questions)
-    assert result.total == result.total_possible > 0, result.feedback
-
-
-def test_untouched_student_notebook_scores_zero(assignment, tmp_path: Path) -> None:
-    # graded the way an instructor grades a folder of submissions
-    folder = tmp_path / "submissions"
+@pytest.fixture(scope="module", params=sorted(WRONG))
+def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The chapter's assignment, and one folder of notebooks graded with it."""
+    chapter = ROOT / "chapters" / f"{request.param}.md"
+    out = tmp_path_factory.mktemp(request.param)
+    assert cli(["assign", str(chapter), "--book", str(ROOT), "--out", str(out)]) == 0
+    stem = chapter.stem
+    files = AssignmentFiles(
+        student=out / stem / "student" / f"{stem}.ipynb",
+        solution=out / stem / "autograder" / f"{stem}.ipynb",
+        autograder=out / stem / "autograder" / "autograder.zip",
+        master=out / stem / "source" / f"{stem}.ipynb",
+        questions=sorted(load_questions(chapter)),
+    )
+    folder = out / "handed-in"
     folder.mkdir()
-    (folder / "blank.ipynb").write_bytes(assignment.student.read_bytes())
-    csv, feedback = tmp_path / "grades.csv", tmp_path / "feedback"
-    command = ["grade", str(assignment.autograder), str(folder), "--csv", str(csv)]
-    assert cli([*command, "--feedback", str(feedback)]) == 0
-    table = pd.read_csv(csv, index_col="submission", keep_default_na=False)
-    assert list(table.index) == [str(folder / "blank.ipynb")]
-    assert set(table.columns) == {*assignment.questions, "total", "possible", "percent", "error"}
-    row = table.loc[str(folder / "blank.ipynb")]
-    assert row["total"] == 0 and row["possible"] > 0 and row["error"] == ""
-    assert all(row[label] == 0 for label in assignment.questions)
-    assert (tmp_path / "grades.csv").read_text().startswith("submission,")
-    # every failed check says the answer is missing, not a traceback from the check
-    message = (tmp_path / "feedback" / "blank.txt").read_text()
-    for label in assignment.questions:
-        assert f"`{load_questions(assignment.student)[label].answer[0]}` is still Ellipsis" in message
-
-
-def test_wrong_answers_lose_points_with_a_helpful_message(assignment, tmp_path: Path) -> None:
-    notebook = nbformat.read(assignment.solution, as_version=4)
-    for label, (code, _) in WRONG[assignment.student.stem].items():
+    (folder / "reference.ipynb").write_bytes(files.solution.read_bytes())
+    (folder / "blank.ipynb").write_bytes(files.student.read_bytes())
+    notebook = nbformat.read(files.solution, as_version=4)
+    for label, (code, _) in WRONG[stem].items():
         notebook.cells[_answer_cell(notebook, label)].source = code
-    wrong = tmp_path / "wrong_answers.ipynb"  # students rename their copies
-    nbformat.write(notebook, wrong)
-    result = grade_notebook(wrong, assignment.autograder)
-    for label, (_, phrase) in WRONG[assignment.student.stem].items():
-        assert result.scores[label] < load_questions(assignment.student)[label].points
-        assert phrase in result.feedback[label], (label, result.feedback[label])
+    nbformat.write(notebook, folder / "wrong_answers.ipynb")  # students rename their copies
+    csv, feedback = out / "grades.csv", out / "feedback"
+    command = ["grade", str(files.autograder), str(folder), "--csv", str(csv)]
+    assert cli([*command, "--feedback", str(feedback), "--jobs", "2"]) == 0
+    table = pd.read_csv(csv, index_col="submission", keep_default_na=False)
+    return SimpleNamespace(
+        files=files, folder=folder, table=table, feedback=feedback, csv=csv,
+        questions=load_questions(chapter),
+    )
+
+
+def test_every_question_has_a_wrong_answer(graded) -> None:
+    assert sorted(WRONG[graded.files.student.stem]) == graded.files.questions
+    assert graded.files.questions, "each of these chapters has autograded questions"
+
+
+def test_one_row_per_notebook_with_the_assignments_columns(graded) -> None:
+    table = graded.table
+    names = ["blank.ipynb", "reference.ipynb", "wrong_answers.ipynb"]
+    assert list(table.index) == [str(graded.folder / n) for n in names]
+    assert list(table.columns) == ["student", *graded.files.questions, *COLUMNS_AFTER]
+    assert graded.csv.read_text().startswith("submission,student,")
+    # points possible are the assignment's, whatever each notebook did
+    possible = sum(q.points for q in graded.questions.values())
+    assert (table["possible"] == possible).all()
+    assert (table["status"] == "graded").all() and (table["error"] == "").all()
+
+
+def test_reference_solutions_score_full_marks(graded) -> None:
+    row = graded.table.loc[str(graded.folder / "reference.ipynb")]
+    assert row["total"] == row["possible"] > 0, (graded.feedback / "reference.txt").read_text()
+    assert row["percent"] == 100
+
+
+def test_untouched_student_notebook_scores_zero(graded) -> None:
+    row = graded.table.loc[str(graded.folder / "blank.ipynb")]
+    assert row["total"] == 0 and row["possible"] > 0
+    assert all(row[label] == 0 for label in graded.files.questions)
+    # every failed check says the answer is missing, not a traceback from the check
+    message = (graded.feedback / "blank.txt").read_text()
+    for label, question in graded.questions.items():
+        assert f"`{question.answer[0]}` is still Ellipsis" in _sections(message)[label]
+    assert "Traceback" not in message and "a check could not use" not in message
+
+
+def test_wrong_answers_lose_points_with_a_helpful_message(graded) -> None:
+    row = graded.table.loc[str(graded.folder / "wrong_answers.ipynb")]
+    sections = _sections((graded.feedback / "wrong_answers.txt").read_text())
+    for label, (_, phrase) in WRONG[graded.files.student.stem].items():
+        assert row[label] < graded.questions[label].points
+        assert phrase in sections[label], (label, sections[label])
+
+
+def test_feedback_shows_no_check_code(graded) -> None:
+    for path in graded.feedback.glob("*.txt"):
+        text = path.read_text()
+        assert "def test_" not in text and "assert " not in text and 'File "' not in text

@@ -5,7 +5,8 @@
 ``python -m explodebook.coursework assign CHAPTER [--out DIR]``
     turn a chapter into an otter-grader assignment (``make assignment``);
 ``python -m explodebook.coursework grade AUTOGRADER SUBMISSION... [--csv PATH]``
-    grade notebooks (or folders of them) into a CSV, without Docker.
+    grade notebooks (folders of them, or a platform's zip of them) into a
+    CSV, each in a sandbox, several at once, without Docker.
 """
 
 from __future__ import annotations
@@ -38,7 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", nargs="+", help="notebooks or folders of notebooks")
     grade.add_argument("--csv", default="grades.csv", help="where to write the scores")
     grade.add_argument(
-        "--feedback", default=None, help="a folder for each submission's failed-check messages"
+        "--feedback", default=None, help="a folder for each submission's feedback file"
+    )
+    grade.add_argument(
+        "--jobs", type=int, default=None,
+        help="notebooks graded at once (default: one per core, as memory allows)",
+    )
+    grade.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds each notebook may run (default 300)"
+    )
+    grade.add_argument(
+        "--memory", type=float, default=4.0, help="GB of memory each notebook may use (default 4)"
+    )
+    grade.add_argument(
+        "--no-resume", dest="resume", action="store_false",
+        help="grade everything again, even notebooks the CSV already has",
     )
     args = parser.parse_args(argv)
 
@@ -57,12 +72,24 @@ def main(argv: list[str] | None = None) -> int:
                   f"  autograded        {graded}")
     elif args.command == "grade":
         from explodebook.coursework.grading import grade as grade_all
+        from explodebook.coursework.sandbox import Limits
 
-        table = grade_all(args.submissions, args.autograder, args.csv, args.feedback)
-        print(table.drop(columns="error").to_string())
+        def progress(result, done, total):
+            print(f"[{done}/{total}] {result.student}: {result.total:g}/{result.total_possible:g}"
+                  f" ({result.status}, {result.seconds:.0f} s)", file=sys.stderr, flush=True)
+
+        table = grade_all(
+            args.submissions, args.autograder, args.csv, args.feedback,
+            jobs=args.jobs, limits=Limits(seconds=args.timeout, memory=int(args.memory * 2**30)),
+            resume=args.resume, progress=progress,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+        shown = table.drop(columns=["error", "notes", "sha256"])
+        print(shown.to_string())
         print(f"\nscores written to {args.csv}")
-        if (table["error"] != "").any():
-            print("could not run:", ", ".join(table.index[table["error"] != ""]), file=sys.stderr)
+        problems = table[table["status"] != "graded"]
+        for path, row in problems.iterrows():
+            print(f"{row['status']}: {path}: {row['error']}", file=sys.stderr)
     return 0
 
 
