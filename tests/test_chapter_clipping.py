@@ -13,6 +13,8 @@ import pytest
 from explodebook import RunSpec, diagnose, run
 from explodebook.metrics import fraction_clipped
 
+from _chapter import run_cells
+
 FRAMEWORKS = ("torch", "keras")
 CLASSIC = RunSpec()
 TARGET_VARIANCE = 2.0e4  # of the unscaled regression target (about 20381)
@@ -41,84 +43,33 @@ def test_clipped_run_still_shows_the_gradient_norm_sign() -> None:
     assert not diagnosis["nan_loss"].present
 
 
-def _first_batch_gradients():
-    """One batch of the classic set-up: PyTorch and Keras gradients."""
-    import torch
-    from torch import nn
-
-    from explodebook.backends import keras as keras_backend
-    from explodebook.backends import torch as torch_backend
-    from explodebook.data import batch_indices, dataset_for
-
-    X, y = dataset_for(CLASSIC)
-    idx = batch_indices(len(X), 32, 1, seed=CLASSIC.seed)[0]
-    net = torch_backend.build(CLASSIC)
-    nn.functional.mse_loss(net(torch.tensor(X[idx])), torch.tensor(y[idx])).backward()
-
-    import keras
-    import tensorflow as tf
-
-    model = keras_backend.build(CLASSIC)
-    with tf.GradientTape() as tape:
-        loss = keras.ops.mean(keras.losses.mean_squared_error(y[idx], model(X[idx])))
-    return net, tape.gradient(loss, model.trainable_variables)
-
-
 def test_keras_clipping_arguments_match_their_pytorch_calls() -> None:
-    import keras
-    from torch import nn
-
-    from explodebook.backends import keras as keras_backend
-
-    net, keras_grads = _first_batch_gradients()
-    raw = [p.grad.clone() for p in net.parameters()]
-
-    def torch_clipped(clip) -> np.ndarray:
-        for p, g in zip(net.parameters(), raw):
-            p.grad = g.clone()
-        clip(net.parameters())
-        # .T: kernels are (out, in) in PyTorch, (in, out) in Keras.
-        return np.concatenate([p.grad.numpy().T.ravel() for p in net.parameters()])
-
-    def keras_applied(**clipping) -> np.ndarray:
-        model = keras_backend.build(CLASSIC)
-        before = [v.numpy() for v in model.trainable_variables]
-        keras.optimizers.SGD(1.0, **clipping).apply_gradients(
-            zip(keras_grads, model.trainable_variables)
-        )
-        return np.concatenate(
-            [(b - v.numpy()).ravel() for b, v in zip(before, model.trainable_variables)]
+    # What the chapter itself computed: its PyTorch clipping calls and the
+    # steps Keras' optimizer takes with each clipping argument, on the same
+    # first batch.
+    chapter = run_cells("07", through="def flat(")
+    torch_results, keras_results = chapter["torch_results"], chapter["keras_results"]
+    flat = chapter["flat"]
+    for mode in ("per variable", "global", "by value"):
+        np.testing.assert_allclose(
+            flat(torch_results[mode]), flat(keras_results[mode]), atol=1e-5, err_msg=mode
         )
 
-    def per_parameter(params) -> None:
-        for p in params:
-            nn.utils.clip_grad_norm_(p, 1.0)
-
-    pairs = {
-        "per variable": (torch_clipped(per_parameter), keras_applied(clipnorm=1.0)),
-        "global": (
-            torch_clipped(lambda ps: nn.utils.clip_grad_norm_(ps, 1.0)),
-            keras_applied(global_clipnorm=1.0),
-        ),
-        "value": (
-            torch_clipped(lambda ps: nn.utils.clip_grad_value_(ps, 0.5)),
-            keras_applied(clipvalue=0.5),
-        ),
-    }
-    for mode, (torch_g, keras_g) in pairs.items():
-        np.testing.assert_allclose(torch_g, keras_g, atol=1e-5, err_msg=mode)
-
-    flat_raw = np.concatenate([g.numpy().T.ravel() for g in raw])
+    flat_raw = flat([g.numpy().T for g in chapter["raw_grads"]])
 
     def cosine(g: np.ndarray) -> float:
         return float(g @ flat_raw / np.linalg.norm(g) / np.linalg.norm(flat_raw))
 
-    # Keras clipnorm (per variable) is NOT PyTorch's clip_grad_norm_ (global).
-    assert np.linalg.norm(pairs["per variable"][0]) == pytest.approx(2.0, rel=1e-4)
-    assert np.linalg.norm(pairs["global"][0]) == pytest.approx(1.0, rel=1e-4)
-    assert cosine(pairs["global"][0]) > 0.9999
-    assert cosine(pairs["per variable"][0]) < 0.95
-    assert cosine(pairs["value"][0]) < cosine(pairs["per variable"][0])
+    per_variable, global_, by_value = (
+        flat(torch_results[mode]) for mode in ("per variable", "global", "by value")
+    )
+    # Keras clipnorm (per variable) is NOT PyTorch's clip_grad_norm_ (global):
+    # four variables (two kernels, two biases), each clipped to norm 1.
+    assert np.linalg.norm(per_variable) == pytest.approx(2.0, rel=1e-4)
+    assert np.linalg.norm(global_) == pytest.approx(1.0, rel=1e-4)
+    assert cosine(global_) > 0.9999
+    assert cosine(per_variable) < 0.95
+    assert cosine(by_value) < cosine(per_variable)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

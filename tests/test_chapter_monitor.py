@@ -2,14 +2,15 @@
 
 The chapter trains a small tanh CNN (its own model, not built from a
 `RunSpec`) on the ink of scikit-learn's 8x8 digits, watched by the
-gradient monitors. The models and training loops are repeated here as the
-chapter writes them; if a change to the monitors, `diagnose` or the
-frameworks made a statement of the prose false, this fails first.
+gradient monitors. The models and training loops are the chapter's own
+(its first cells, run by `_chapter.run_cells`); if a change to the
+monitors, `diagnose` or the frameworks made a statement of the prose
+false, this fails first.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import functools
 
 import numpy as np
 import pytest
@@ -17,94 +18,38 @@ import pytest
 # PyTorch first, then TensorFlow (see explodebook.backends.get).
 import torch  # noqa: I001
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-from explodebook.monitor.torch import GradientMonitor as TorchMonitor
-from explodebook.monitor.keras import GradientMonitor as KerasMonitor
-import keras
-
-from sklearn.datasets import load_digits
 
 from explodebook import diagnose
 from explodebook.trace import Trace
+
+from _chapter import run_cells
 
 FRAMEWORKS = ("torch", "keras")
 GOOD_LR, BAD_LR, CLIP = 0.003, 0.03, 1.0
 LAYERS = ["conv1", "conv2", "head"]
 
-_images = (load_digits().images / 16.0).astype("float32")
-INK = _images.sum(axis=(1, 2)).astype("float32")
 
 
-def torch_cnn(activation: type[nn.Module] = nn.Tanh) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        OrderedDict(
-            conv1=nn.Conv2d(1, 8, kernel_size=3, padding=1),
-            act1=activation(),
-            conv2=nn.Conv2d(8, 16, kernel_size=3, padding=1),
-            act2=activation(),
-            pool=nn.MaxPool2d(2),
-            flatten=nn.Flatten(),
-            head=nn.Linear(16 * 4 * 4, 1),
-        )
-    )
+@functools.cache
+def chapter() -> dict:
+    """The chapter's own models and training loops (its first cells, run)."""
+    return run_cells("11", through="def train_keras(")
 
 
-def train_torch(
-    lr: float, clip: float | None = None, epochs: int = 2, activation: str = "tanh"
-) -> Trace:
-    net = torch_cnn({"tanh": nn.Tanh, "relu": nn.ReLU}[activation])
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    loss_fn = nn.MSELoss()
-    data = TensorDataset(torch.from_numpy(_images[:, None]), torch.from_numpy(INK[:, None]))
-    loader = DataLoader(data, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
-    with TorchMonitor(net, optimizer, loss_fn=loss_fn) as monitor:
-        for _ in range(epochs):
-            for X, y in loader:
-                optimizer.zero_grad()
-                loss = loss_fn(net(X), y)
-                loss.backward()
-                if clip is not None:
-                    nn.utils.clip_grad_norm_(net.parameters(), clip)
-                optimizer.step()
-    return monitor.trace()
+def train(framework: str, lr: float, clip: float | None = None, relu: bool = False) -> Trace:
+    """The chapter's train_torch / train_keras, with tanh or ReLU units."""
+    if framework == "torch":
+        return chapter()["train_torch"](lr, clip, activation=nn.ReLU if relu else nn.Tanh)
+    return chapter()["train_keras"](lr, clip, activation="relu" if relu else "tanh")
 
 
-def keras_cnn(activation: str = "tanh") -> keras.Model:
-    keras.utils.set_random_seed(0)
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(8, 3, padding="same", activation=activation, name="conv1"),
-            keras.layers.Conv2D(16, 3, padding="same", activation=activation, name="conv2"),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(1, name="head"),
-        ]
-    )
-
-
-def train_keras(
-    lr: float, clip: float | None = None, epochs: int = 2, activation: str = "tanh"
-) -> Trace:
-    net = keras_cnn(activation)
-    net.compile(
-        optimizer=keras.optimizers.SGD(lr, momentum=0.9, global_clipnorm=clip), loss="mse"
-    )
-    monitor = KerasMonitor()
-    net.fit(_images[..., None], INK, batch_size=32, epochs=epochs, verbose=0, callbacks=[monitor])
-    return monitor.trace()
-
-
-TRAIN = {"torch": train_torch, "keras": train_keras}
 _cache: dict[tuple[str, float, float | None], Trace] = {}
 
 
 def trained(framework: str, lr: float, clip: float | None = None) -> Trace:
     key = (framework, lr, clip)
     if key not in _cache:
-        _cache[key] = TRAIN[framework](lr, clip)
+        _cache[key] = train(framework, lr, clip)
     return _cache[key]
 
 
@@ -170,7 +115,7 @@ def test_both_frameworks_agree_on_where_the_broken_run_overflows() -> None:
 def test_with_relu_the_bad_learning_rate_kills_the_convolutions_without_nan(
     framework: str,
 ) -> None:
-    trace = TRAIN[framework](BAD_LR, activation="relu")
+    trace = train(framework, BAD_LR, relu=True)
     assert not trace.diverged
     assert np.all(np.median(trace.grad_norms[:, :2], axis=0) == 0.0)
     assert diagnose(trace)["growing_weights"].present
@@ -179,6 +124,6 @@ def test_with_relu_the_bad_learning_rate_kills_the_convolutions_without_nan(
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_exercise_threshold_between_0_005_and_0_01(framework: str) -> None:
-    assert not TRAIN[framework](0.005).diverged
-    late = TRAIN[framework](0.01).first_nonfinite_step
+    assert not train(framework, 0.005).diverged
+    late = train(framework, 0.01).first_nonfinite_step
     assert late is not None and late > trained(framework, BAD_LR).first_nonfinite_step

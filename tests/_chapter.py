@@ -1,0 +1,64 @@
+"""Run a chapter's own code cells in a test, instead of copying its helpers.
+
+A test that re-defines a chapter's helper tests the copy, not the chapter.
+`run_cells` executes the chapter's code cells, in order, in a fresh
+namespace, up to the cell that holds a given line, and returns the
+namespace: the test then reads what the chapter itself defined and
+computed. ``glue`` records into ``namespace["_glued"]`` instead of
+displaying.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import myst_nb
+
+CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
+_CELL = re.compile(r"```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
+
+
+def code_cells(chapter: str) -> list[str]:
+    """The code cells of ``chapters/<chapter>*.md``, without their option lines."""
+    (path,) = CHAPTERS.glob(f"{chapter}*.md")
+    cells = []
+    for match in _CELL.finditer(path.read_text()):
+        lines = match.group(1).splitlines()
+        while lines and lines[0].startswith(":"):  # :tags: and other options
+            lines.pop(0)
+        cells.append("\n".join(lines))
+    return cells
+
+
+def run_cells(chapter: str, through: str) -> dict[str, Any]:
+    """Execute the chapter's cells up to the first one containing ``through``.
+
+    Args:
+        chapter: the file name's start, e.g. ``"07"``.
+        through: a line (or any text) of the last cell to run.
+
+    Returns:
+        the namespace the cells ran in.
+    """
+    cells = code_cells(chapter)
+    last = next((i for i, cell in enumerate(cells) if through in cell), None)
+    if last is None:
+        raise ValueError(f"no code cell of chapter {chapter} contains {through!r}")
+    glued: dict[str, Any] = {}
+
+    def glue(name: str, variable: Any, display: bool = True) -> None:
+        glued[name] = variable
+
+    namespace: dict[str, Any] = {"__name__": f"chapter_{chapter}", "_glued": glued}
+    original = myst_nb.glue
+    myst_nb.glue = glue
+    try:
+        for cell in cells[: last + 1]:
+            exec(compile(cell, f"<chapter {chapter} cell>", "exec"), namespace)
+    finally:
+        myst_nb.glue = original
+        plt.close("all")
+    return namespace
