@@ -92,6 +92,7 @@ CHUNK = 256
 #: while monitoring a model with fewer than `SMALL_MODEL_PARAMETERS`
 #: parameters, PyTorch's own setting for a larger one.
 SMALL_MODEL = 0
+#: Below this many parameters a model counts as small (see `SMALL_MODEL`).
 SMALL_MODEL_PARAMETERS = 100_000
 
 
