@@ -7,11 +7,12 @@ six signs, and plot them. ``import explodebook`` imports neither framework:
 used.
 
 Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
-``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `cache`,
-`widgets`, `monitor` (``torch``, ``keras``: watch your own model),
-`timesteps` (gradient per input time step of an RNN), `frameworks` (import
-PyTorch and TensorFlow in the safe order), `notebook` (a chapter's set-up),
-`budget` (a run's estimated time, its limit, progress bars and Ctrl-C).
+``keras``), `diagnose`, `outcome`, `theory`, `plots`, `sweep`, `scrubber`
+(a sweep behind a slider in static HTML), `cache`, `widgets`, `monitor`
+(``torch``, ``keras``: watch your own model), `timesteps` (gradient per
+input time step of an RNN), `frameworks` (import PyTorch and TensorFlow in
+the safe order), `notebook` (a chapter's set-up), `budget` (a run's
+estimated time, its limit, progress bars and Ctrl-C).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "plots",
     "theory",
     "sweep",
+    "scrubber",
     "widgets",
     "outcome",
     "monitor",
@@ -58,8 +60,8 @@ _guard_triton()
 # Submodules that import matplotlib or ipywidgets load on first use, so
 # that `import explodebook` stays light.
 _LAZY = {
-    "plots", "theory", "sweep", "widgets", "cache", "backends", "data", "weights", "outcome",
-    "monitor", "timesteps",
+    "plots", "theory", "sweep", "scrubber", "widgets", "cache", "backends", "data", "weights",
+    "outcome", "monitor", "timesteps",
 }
 
 

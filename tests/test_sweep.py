@@ -1,4 +1,4 @@
-"""`explodebook.sweep` and `explodebook.cache`: grids of runs, and a slider
+"""`explodebook.sweep`, `explodebook.scrubber` and `explodebook.cache`: grids of runs, and a slider
 that works in static HTML, checked in a real headless browser."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import pytest  # noqa: E402
 
 from explodebook import cache  # noqa: E402
 from explodebook.spec import RunSpec, SpecError  # noqa: E402
-from explodebook.sweep import Scrubber, Sweep, scrubber, sweep, sweep_scrubber  # noqa: E402
+from explodebook.scrubber import Scrubber, scrubber, sweep_scrubber  # noqa: E402
+from explodebook.sweep import Sweep, sweep  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 
 TINY = RunSpec(steps=20, width=8)
