@@ -13,54 +13,22 @@ can show how a verdict depends on them.
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from explodebook import report
 from explodebook.checks import expect, expect_trace, is_real, plain
 from explodebook.metrics import first_positive, log_loss_changes, relative_to_first
 from explodebook.trace import Trace
 
 __all__ = ["Sign", "Thresholds", "Diagnosis", "diagnose", "SIGN_NAMES", "VERDICTS"]
 
-#: Machine names of the six signs, in the article's order.
-SIGN_NAMES = (
-    "poor_loss",
-    "unstable_loss",
-    "nan_loss",
-    "growing_weights",
-    "nan_weights",
-    "grad_norm_above_1",
-)
-
 #: Possible verdicts, from worst to best.
 VERDICTS = ("exploding", "suspect", "healthy")
-
-# Short phrases for the summary sentence.
-_PHRASES = {
-    "poor_loss": "poor loss",
-    "unstable_loss": "unstable loss",
-    "nan_loss": "NaN loss",
-    "growing_weights": "fast-growing weights",
-    "nan_weights": "NaN weights",
-    "grad_norm_above_1": "gradient norms consistently above {grad_norm:g}",
-}
-
-# The article's split: the first three signs are "subtle" (dig deeper), the
-# last three "less subtle" (they confirm exploding gradients).
-_CONCLUSIVE = {
-    "poor_loss": False,
-    "unstable_loss": False,
-    "nan_loss": False,
-    "growing_weights": True,
-    "nan_weights": True,
-    "grad_norm_above_1": True,
-}
-
 
 @dataclass(frozen=True)
 class Sign:
@@ -229,50 +197,13 @@ class Diagnosis:
 
     def to_markdown(self) -> str:
         """The diagnosis as a Markdown table preceded by the summary."""
-        lines = [
-            f"**{self.verdict}**: {self.summary}",
-            "",
-            "| sign | kind | present | first step | evidence |",
-            "|---|---|:-:|--:|---|",
-        ]
-        for s in self.signs:
-            evidence = s.evidence.replace("|", "\\|")
-            lines.append(
-                f"| {s.title} | {_kind(s)} | {'✓' if s.present else '–'} "
-                f"| {'' if s.first_step is None else s.first_step} | {evidence} |"
-            )
-        return "\n".join(lines)
+        return report.diagnosis_markdown(self)
 
     def _repr_html_(self) -> str:
-        colour = {"exploding": "#D55E00", "suspect": "#E69F00", "healthy": "#009E73"}
-        rows = []
-        for s in self.signs:
-            weight = "font-weight:bold;" if s.present else "color:#666;"
-            rows.append(
-                f'<tr style="{weight}">'
-                f'<td style="text-align:left">{html.escape(s.title)}</td>'
-                f'<td style="text-align:left">{_kind(s)}</td>'
-                f'<td style="text-align:center">{"✓" if s.present else "–"}</td>'
-                f'<td style="text-align:right">{"" if s.first_step is None else s.first_step}</td>'
-                f'<td style="text-align:left">{html.escape(s.evidence)}</td></tr>'
-            )
-        return (
-            '<div class="explodebook-diagnosis">'
-            f'<p><strong style="color:{colour[self.verdict]}">{html.escape(self.verdict)}'
-            f"</strong>: {html.escape(self.summary)}</p>"
-            "<table><thead><tr>"
-            '<th style="text-align:left">sign</th><th style="text-align:left">kind</th>'
-            "<th>present</th><th>first step</th>"
-            '<th style="text-align:left">evidence</th>'
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-        )
+        return report.diagnosis_html(self)
 
     def __repr__(self) -> str:
         return f"<Diagnosis {self.verdict}: {', '.join(self.present) or 'no signs'}>"
-
-
-def _kind(sign: Sign) -> str:
-    return "confirming" if sign.conclusive else "subtle"
 
 
 def diagnose(trace: Trace, thresholds: Thresholds | None = None, **overrides: Any) -> Diagnosis:
@@ -311,23 +242,29 @@ def diagnose(trace: Trace, thresholds: Thresholds | None = None, **overrides: An
     loss = np.asarray(trace.loss, dtype=np.float64)
     grad_norms = np.asarray(trace.grad_norms, dtype=np.float64)
     weight_norms = np.asarray(trace.weight_norms, dtype=np.float64)
-    layers = list(trace.layers)
     stop = _stop_step(loss, grad_norms, weight_norms)
-
+    run = _Arrays(loss, grad_norms, weight_norms, list(trace.layers), stop)
     with np.errstate(all="ignore"):
-        signs = (
-            _poor_loss(loss, stop, thresholds),
-            _unstable_loss(loss, thresholds),
-            _nan_loss(loss, stop),
-            _growing_weights(weight_norms, layers, thresholds),
-            _nan_weights(weight_norms, layers, stop),
-            _grad_norm_above(grad_norms, layers, thresholds),
-        )
+        signs = tuple(entry.check_sign(run, thresholds) for entry in _SIGNS)
     verdict, summary = _verdict(signs, thresholds)
     return Diagnosis(signs=signs, verdict=verdict, summary=summary, thresholds=thresholds)
 
 
 # -- the six checks ------------------------------------------------------
+
+
+class _Arrays(NamedTuple):
+    """What the checks read from a trace, as float64 arrays."""
+
+    loss: np.ndarray  # (n,)
+    grad_norms: np.ndarray  # (n, L)
+    weight_norms: np.ndarray  # (n, L)
+    layers: list[str]
+    stop: int | None  # the first step with a non-finite value, if any
+
+
+# What a check finds: present, first step, evidence.
+_Finding = tuple[bool, int | None, str]
 
 
 def _stop_step(loss: np.ndarray, grad_norms: np.ndarray, weight_norms: np.ndarray) -> int | None:
@@ -353,8 +290,8 @@ def _what(value: float) -> str:
     return "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
 
 
-def _poor_loss(loss: np.ndarray, stop: int | None, t: Thresholds) -> Sign:
-    title = "Poor loss (no traction)"
+def _poor_loss(run: _Arrays, t: Thresholds) -> _Finding:
+    loss, stop = run.loss, run.stop
     finite = loss[np.isfinite(loss)]
     if stop is not None:
         before = loss[:stop][np.isfinite(loss[:stop])]
@@ -368,52 +305,40 @@ def _poor_loss(loss: np.ndarray, stop: int | None, t: Thresholds) -> Sign:
             if not np.isfinite(loss[stop])
             else "a gradient or weight became non-finite"
         )
-        return Sign(
-            "poor_loss",
-            title,
+        return (
             True,
             stop,
             f"The run diverged at step {stop} ({what}), so it ended without a usable "
             f"model; {history}.",
-            False,
         )
     if finite.size < max(2, t.min_steps):
-        return Sign(
-            "poor_loss",
-            title,
+        return (
             False,
             None,
             f"Only {_steps(finite.size, 'finite loss value')}: too few to judge traction "
             f"(at least {max(2, t.min_steps)} needed).",
-            False,
         )
     k = max(1, min(t.window, finite.size // 4))
     start, end = float(np.median(finite[:k])), float(np.median(finite[-k:]))
     # A loss already at 0 cannot fall further: that is not a lack of traction.
     ratio = end / start if start > 0 else (0.0 if end <= start else math.inf)
     present = bool(ratio >= t.traction_fraction)
-    return Sign(
-        "poor_loss",
-        title,
+    return (
         present,
         None,
         f"The median loss of the last {_steps(k)} ({end:.3g}) is {ratio:.3g}x that of "
         f"the first {_steps(k)} ({start:.3g}); poor means at least {t.traction_fraction:g}x.",
-        False,
     )
 
 
-def _unstable_loss(loss: np.ndarray, t: Thresholds) -> Sign:
-    title = "Unstable loss (large changes per update)"
+def _unstable_loss(run: _Arrays, t: Thresholds) -> _Finding:
+    loss = run.loss
     change, steps = log_loss_changes(loss)
     if change.size == 0:
-        return Sign(
-            "unstable_loss",
-            title,
+        return (
             False,
             None,
             "Fewer than two consecutive finite, positive losses: nothing to compare.",
-            False,
         )
     typical = float(np.exp(np.median(np.abs(change))))
     is_jump = change >= math.log(t.jump_ratio)
@@ -424,39 +349,30 @@ def _unstable_loss(loss: np.ndarray, t: Thresholds) -> Sign:
     else:
         big = np.abs(change) >= math.log(t.unstable_ratio)
         first = int(steps[np.argmax(big)]) if big.any() else None
-    return Sign(
-        "unstable_loss",
-        title,
+    return (
         present,
         first if present else None,
         f"The median update changes the loss by a factor of {typical:.3g} "
         f"(unstable from {t.unstable_ratio:g}), and {jumps:.0%} of {change.size} updates "
         f"multiply it by {t.jump_ratio:g} or more (unstable from {t.jump_fraction:.0%}).",
-        False,
     )
 
 
-def _nan_loss(loss: np.ndarray, stop: int | None) -> Sign:
-    title = "Loss goes to NaN"
+def _nan_loss(run: _Arrays, t: Thresholds) -> _Finding:
+    loss, stop = run.loss, run.stop
     bad = ~np.isfinite(loss)
     if bad.any():
         first = int(np.argmax(bad))
-        return Sign(
-            "nan_loss",
-            title,
+        return (
             True,
             first,
             f"The loss was {_what(loss[first])} at step {first}; {int(bad.sum())} of "
             f"{_steps(loss.size, 'recorded step')} had a non-finite loss.",
-            False,
         )
-    return Sign(
-        "nan_loss",
-        title,
+    return (
         False,
         None,
         f"The loss stayed finite in {_all(loss.size)}{_stopped(stop)}.",
-        False,
     )
 
 
@@ -466,21 +382,18 @@ def _stopped(stop: int | None) -> str:
     return f" (a gradient or weight became non-finite at step {stop})"
 
 
-def _growing_weights(weight_norms: np.ndarray, layers: list[str], t: Thresholds) -> Sign:
-    title = "Weights grow very large"
+def _growing_weights(run: _Arrays, t: Thresholds) -> _Finding:
+    weight_norms, layers = run.weight_norms, run.layers
     n = weight_norms.shape[0]
     # Each layer is compared with its first finite, positive norm; +inf
     # (an overflowed weight) counts as growth, NaN does not.
     usable = np.isfinite(weight_norms) & (weight_norms > 0)
     has_ref = usable.any(axis=0) if n else np.zeros(len(layers), bool)
     if not has_ref.any():
-        return Sign(
-            "growing_weights",
-            title,
+        return (
             False,
             None,
             "No layer has a finite, positive weight norm to measure growth from.",
-            True,
         )
     ref_step, reference = first_positive(weight_norms)
     growth = relative_to_first(weight_norms)
@@ -492,41 +405,32 @@ def _growing_weights(weight_norms: np.ndarray, layers: list[str], t: Thresholds)
         first = int(np.argmax(crossed.any(axis=1)))
         layer = int(np.argmax(np.where(crossed[first], growth[first], -np.inf)))
         grown = float(growth[first, layer])
-        return Sign(
-            "growing_weights",
-            title,
+        return (
             True,
             first,
             f"{layers[layer]}'s weight norm grew {grown:.3g}x (from "
             f"{reference[layer]:.3g} to {weight_norms[first, layer]:.3g}) within "
             f"{_steps(int(first - ref_step[layer]))}; the threshold is {t.weight_growth:g}x.",
-            True,
         )
-    return Sign(
-        "growing_weights",
-        title,
+    return (
         False,
         None,
         f"The largest growth of a weight norm is {peak[layer]:.3g}x ({layers[layer]}), "
         f"below the {t.weight_growth:g}x threshold.",
-        True,
     )
 
 
-def _nan_weights(weight_norms: np.ndarray, layers: list[str], stop: int | None) -> Sign:
-    title = "Weights go to NaN"
+def _nan_weights(run: _Arrays, t: Thresholds) -> _Finding:
+    weight_norms, layers, stop = run.weight_norms, run.layers, run.stop
     bad = ~np.isfinite(weight_norms)
     if bad.any():
         first = int(np.argmax(bad.any(axis=1)))
         names = [layers[i] for i in np.flatnonzero(bad[first])]
-        return Sign(
-            "nan_weights",
-            title,
+        return (
             True,
             first,
             f"The weights of {', '.join(names)} were non-finite at step {first} "
             f"(norm {_what(float(weight_norms[first, bad[first]][0]))}).",
-            True,
         )
     if stop is not None:
         why = (
@@ -535,30 +439,24 @@ def _nan_weights(weight_norms: np.ndarray, layers: list[str], stop: int | None) 
         )
     else:
         why = ""
-    return Sign(
-        "nan_weights",
-        title,
+    return (
         False,
         None,
         f"Every weight norm stayed finite in {_all(weight_norms.shape[0])}{why}.",
-        True,
     )
 
 
-def _grad_norm_above(grad_norms: np.ndarray, layers: list[str], t: Thresholds) -> Sign:
-    title = f"Gradient norm above {t.grad_norm:g} in every layer"
+def _grad_norm_above(run: _Arrays, t: Thresholds) -> _Finding:
+    grad_norms, layers = run.grad_norms, run.layers
     # Steps where some layer's norm is NaN say nothing either way; +inf is
     # certainly above the threshold.
     judged = ~np.isnan(grad_norms).any(axis=1) if grad_norms.size else np.zeros(0, bool)
     norms = grad_norms[judged]
     if norms.shape[0] == 0:
-        return Sign(
-            "grad_norm_above_1",
-            title,
+        return (
             False,
             None,
             "No step has a gradient norm for every layer.",
-            True,
         )
     above = norms > t.grad_norm
     every = above.all(axis=1)
@@ -570,23 +468,64 @@ def _grad_norm_above(grad_norms: np.ndarray, layers: list[str], t: Thresholds) -
     )
     per_layer = ", ".join(f"{name} {f:.0%}" for name, f in zip(layers, above.mean(axis=0)))
     first = int(np.flatnonzero(judged)[np.argmax(every)]) if present else None
-    return Sign(
-        "grad_norm_above_1",
-        title,
+    return (
         present,
         first,
         f"In {fraction:.0%} of {_steps(norms.shape[0])} every layer's gradient norm "
         f"exceeded {t.grad_norm:g} (consistently means at least {t.grad_fraction:.0%}); "
         f"per layer: {per_layer}.{too_short}",
-        True,
     )
+
+
+class _SignCheck(NamedTuple):
+    """One row of the table of signs."""
+
+    name: str
+    title: str  # may use {grad_norm:g}
+    phrase: str  # for the summary sentence; may use {grad_norm:g}
+    conclusive: bool
+    check: Callable[[_Arrays, Thresholds], _Finding]
+
+    def check_sign(self, run: _Arrays, t: Thresholds) -> Sign:
+        present, first_step, evidence = self.check(run, t)
+        title = self.title.format(grad_norm=t.grad_norm)
+        return Sign(self.name, title, present, first_step, evidence, self.conclusive)
+
+
+# The six signs in the article's order. The first three are "subtle" (dig
+# deeper), the last three "less subtle": they confirm exploding gradients.
+_SIGNS = (
+    _SignCheck("poor_loss", "Poor loss (no traction)", "poor loss", False, _poor_loss),
+    _SignCheck(
+        "unstable_loss",
+        "Unstable loss (large changes per update)",
+        "unstable loss",
+        False,
+        _unstable_loss,
+    ),
+    _SignCheck("nan_loss", "Loss goes to NaN", "NaN loss", False, _nan_loss),
+    _SignCheck(
+        "growing_weights", "Weights grow very large", "fast-growing weights", True, _growing_weights
+    ),
+    _SignCheck("nan_weights", "Weights go to NaN", "NaN weights", True, _nan_weights),
+    _SignCheck(
+        "grad_norm_above_1",
+        "Gradient norm above {grad_norm:g} in every layer",
+        "gradient norms consistently above {grad_norm:g}",
+        True,
+        _grad_norm_above,
+    ),
+)
+
+#: Machine names of the six signs, in the article's order.
+SIGN_NAMES = tuple(entry.name for entry in _SIGNS)
 
 
 # -- verdict -------------------------------------------------------------
 
 
 def _verdict(signs: tuple[Sign, ...], t: Thresholds) -> tuple[str, str]:
-    phrases = {s.name: _PHRASES[s.name].format(grad_norm=t.grad_norm) for s in signs}
+    phrases = {entry.name: entry.phrase.format(grad_norm=t.grad_norm) for entry in _SIGNS}
     confirming = [phrases[s.name] for s in signs if s.present and s.conclusive]
     subtle = [phrases[s.name] for s in signs if s.present and not s.conclusive]
     if confirming:

@@ -1,0 +1,74 @@
+"""A `explodebook.diagnose.Diagnosis` as a reader sees it: Markdown and HTML tables.
+
+The checks in `explodebook.diagnose` decide; this module only presents
+what they decided, one row per sign: its title, whether it is subtle or
+confirming, whether it is present, from which step, and the evidence.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from explodebook.diagnose import Diagnosis, Sign
+
+__all__ = ["diagnosis_markdown", "diagnosis_html"]
+
+# The colour of each verdict in HTML (Okabe-Ito: vermillion, orange, green).
+_COLOURS = {"exploding": "#D55E00", "suspect": "#E69F00", "healthy": "#009E73"}
+
+
+def _kind(sign: Sign) -> str:
+    return "confirming" if sign.conclusive else "subtle"
+
+
+def _mark(sign: Sign) -> str:
+    return "✓" if sign.present else "–"
+
+
+def _step(sign: Sign) -> str:
+    return "" if sign.first_step is None else str(sign.first_step)
+
+
+def diagnosis_markdown(diagnosis: Diagnosis) -> str:
+    """The summary, then a Markdown table with one row per sign."""
+    lines = [
+        f"**{diagnosis.verdict}**: {diagnosis.summary}",
+        "",
+        "| sign | kind | present | first step | evidence |",
+        "|---|---|:-:|--:|---|",
+    ]
+    for s in diagnosis.signs:
+        evidence = s.evidence.replace("|", "\\|")
+        lines.append(f"| {s.title} | {_kind(s)} | {_mark(s)} | {_step(s)} | {evidence} |")
+    return "\n".join(lines)
+
+
+def diagnosis_html(diagnosis: Diagnosis) -> str:
+    """The summary, its verdict in colour, then an HTML table with one row per sign.
+
+    Present signs are bold, absent ones grey. Every text is escaped.
+    """
+    rows = []
+    for s in diagnosis.signs:
+        weight = "font-weight:bold;" if s.present else "color:#666;"
+        rows.append(
+            f'<tr style="{weight}">'
+            f'<td style="text-align:left">{html.escape(s.title)}</td>'
+            f'<td style="text-align:left">{_kind(s)}</td>'
+            f'<td style="text-align:center">{_mark(s)}</td>'
+            f'<td style="text-align:right">{_step(s)}</td>'
+            f'<td style="text-align:left">{html.escape(s.evidence)}</td></tr>'
+        )
+    colour = _COLOURS[diagnosis.verdict]
+    return (
+        '<div class="explodebook-diagnosis">'
+        f'<p><strong style="color:{colour}">{html.escape(diagnosis.verdict)}'
+        f"</strong>: {html.escape(diagnosis.summary)}</p>"
+        "<table><thead><tr>"
+        '<th style="text-align:left">sign</th><th style="text-align:left">kind</th>'
+        "<th>present</th><th>first step</th>"
+        '<th style="text-align:left">evidence</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
