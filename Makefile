@@ -43,14 +43,14 @@ venv: $(STAMP)
 
 # MathJax and the widget JavaScript, served by the book itself (no CDN).
 assets: $(STAMP)
-	$(BIN)/python -m explodebook.assets _vendor
+	$(BIN)/python -m explodebook.book.assets _vendor
 
 # Chapters run two at a time (one per core) into the execution cache that
-# jupyter-book then reads: it executes nothing itself (explodebook.prebuild).
+# jupyter-book then reads: it executes nothing itself (explodebook.book.prebuild).
 JOBS ?= 2
 
 book: assets
-	$(BIN)/python -m explodebook.prebuild . --jobs $(JOBS)
+	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
@@ -59,7 +59,7 @@ book: assets
 # sharing the full edition's execution cache (nothing runs twice).
 book-student: assets
 	$(BIN)/python -m explodebook.coursework student-config --output _build/student_config.yml
-	$(BIN)/python -m explodebook.prebuild . --jobs $(JOBS)
+	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/student_config.yml --path-output _build/student
 	@echo
 	@echo "The student edition is at $(CURDIR)/_build/student/_build/html/index.html"

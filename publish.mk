@@ -11,18 +11,18 @@ LAUNCH_DIR    ?= _build/launch
 # Every chapter of _toc.yml as an .ipynb (jupytext, no outputs), under
 # $(NOTEBOOKS_DIR)/chapters/: what the Colab/Binder launch buttons open.
 notebooks: $(STAMP)
-	$(BIN)/python -m explodebook.publish notebooks $(NOTEBOOKS_DIR)
+	$(BIN)/python -m explodebook.book.publish notebooks $(NOTEBOOKS_DIR)
 
 # The site, ready to upload to GitHub Pages or any static host, under any
 # sub-path (every link is relative): _build/html. Fails on a broken link.
 pages: book
-	$(BIN)/python -m explodebook.publish check-site _build/html
+	$(BIN)/python -m explodebook.book.publish check-site _build/html
 	touch _build/html/.nojekyll
 	@echo "Upload $(CURDIR)/_build/html (for example to https://<org>.github.io/<repo>/)"
 
 # The student edition, the same way: _build/student/_build/html.
 pages-student: book-student
-	$(BIN)/python -m explodebook.publish check-site _build/student/_build/html
+	$(BIN)/python -m explodebook.book.publish check-site _build/student/_build/html
 	touch _build/student/_build/html/.nojekyll
 	@echo "Upload $(CURDIR)/_build/student/_build/html"
 
@@ -30,4 +30,4 @@ pages-student: book-student
 # files of HEAD, the notebooks next to their chapters, Binder's configuration.
 # The workflow commits this tree and force-pushes it to that branch.
 launch-tree: $(STAMP)
-	$(BIN)/python -m explodebook.publish launch-tree $(LAUNCH_DIR)
+	$(BIN)/python -m explodebook.book.publish launch-tree $(LAUNCH_DIR)

@@ -12,7 +12,7 @@ because the machine may be shared:
 1. cold, serial: ``jupyter-book build`` with an empty execution cache, as
    ``make book`` did: MyST-NB executes the chapters one at a time
    (skipped with ``--skip-serial``: it is the slow one);
-2. cold, parallel: ``python -m explodebook.prebuild --jobs N`` (the
+2. cold, parallel: ``python -m explodebook.book.prebuild --jobs N`` (the
    chapters executed N at a time into the same cache), then
    ``jupyter-book build``, which must execute nothing;
 3. warm: one sentence of prose changed in one chapter, then
@@ -87,7 +87,7 @@ def main() -> None:
             t = timed([*build, "--path-output", str(Path(tmp) / "serial")], book, logs / "serial.log")
             rows.append(("cold, serial (`jupyter-book build`)", t))
         out = ["--path-output", str(Path(tmp) / "parallel")]
-        pre = timed([str(BIN / "python"), "-m", "explodebook.prebuild", ".", "--jobs", str(args.jobs), *out],
+        pre = timed([str(BIN / "python"), "-m", "explodebook.book.prebuild", ".", "--jobs", str(args.jobs), *out],
                     book, logs / "prebuild.log")  # fmt: skip
         post = timed([*build, *out], book, logs / "build.log")
         log = (logs / "build.log").read_text()

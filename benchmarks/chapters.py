@@ -9,11 +9,12 @@ doing. Chapters run one after the other (sequentially, never two at once,
 so that they do not compete for the 2 cores).
 
 For every chapter (default: every chapter of ``_toc.yml`` that calls
-``explore(``), a fresh worker process reads the chapter with jupytext and
-executes its code cells in order in one namespace (``MPLBACKEND=agg``,
-working directory the chapter's folder, IPython magic lines commented
-out), with `explodebook.widgets.Explorer.__init__` wrapped so that every
-explorer the chapter makes is recorded with its cell index. Then, per
+``explore(``), a fresh worker process reads the chapter's code cells as the
+build does (`explodebook.book.sources`) and executes them in order in one
+namespace (``MPLBACKEND=agg``, working directory the chapter's folder,
+IPython magic lines commented out), with
+`explodebook.widgets.Explorer.__init__` wrapped so that every explorer the
+chapter makes is recorded with its cell index. Then, per
 explorer:
 
 1. default experiment latency, per framework of the widget: *cold* is the
@@ -29,7 +30,7 @@ explorer:
    through `explodebook.cache.cached_run`, then draw the PNG) after
    clearing the run cache and the widget's PNG cache, median of
    ``--repeats``; it is split into the run time per framework and the
-   drawing time by timing the calls to ``cached_run`` and ``_render`` that
+   drawing time by timing the calls to ``cached_run`` and ``figure_png`` that
    the widget makes. Keras' compiled-trainer cache is not cleared: a
    reader moving a slider has traced graphs already. *Cached* is the time
    of moving back to the previous value or forth again, both in the
@@ -93,16 +94,11 @@ print(json.dumps({{"cold": cold, "warm": statistics.median(warm)}}))
 
 def toc_chapters() -> list[Path]:
     """Chapters of ``_toc.yml`` whose source calls ``explore(``, in order."""
-    import yaml
+    from explodebook.book.sources import Book
 
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    found = []
-    for part in toc.get("parts", []):
-        for entry in part.get("chapters", []):
-            path = ROOT / f"{entry['file']}.md"
-            if path.exists() and "explore(" in path.read_text():
-                found.append(path)
-    return found
+    book = Book.load(ROOT)
+    paths = [book.source(name) for name in book.notebooks()]
+    return [path for path in paths if "explore(" in path.read_text()]
 
 
 def select_chapters(prefixes: Sequence[str] | None) -> list[Path]:
@@ -122,15 +118,11 @@ _MAGIC = re.compile(r"^(\s*)([%!])")
 
 def code_cells(path: Path) -> list[str]:
     """The chapter's code cells' sources, IPython magic lines commented out."""
-    import jupytext
+    from explodebook.book.sources import code_cells as read_cells, read_config
 
-    notebook = jupytext.read(path)
-    cells = []
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        cells.append("\n".join(_MAGIC.sub(r"\1# \2", line) for line in cell.source.splitlines()))
-    return cells
+    config = read_config(ROOT)  # the book's MyST extensions, for any chapter
+    return ["\n".join(_MAGIC.sub(r"\1# \2", line) for line in cell.splitlines())
+            for cell in read_cells(path, config)]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -243,31 +235,36 @@ def pick_move(explorer: Any) -> tuple[str, Any, Any]:
 
 @contextlib.contextmanager
 def timing_widget_calls() -> Iterator[dict[str, list[float]]]:
-    """Time the `cached_run` (per framework) and `_render` calls of `Explorer.update`."""
+    """Time the `cached_run` calls (per framework) and the drawing of `Explorer.update`.
+
+    The drawing is the explorer's ``draw`` and `explodebook.scrubber.figure_png`:
+    from the end of the last run to the end of ``figure_png``.
+    """
     from explodebook import widgets
 
     times: dict[str, list[float]] = {}
-    run, render = widgets.cached_run, widgets._render
+    run, png = widgets.cached_run, widgets.figure_png
+    last_run_end = [0.0]
 
     def timed_run(spec: Any, framework: str = "torch") -> Any:
         start = time.perf_counter()
         try:
             return run(spec, framework)
         finally:
-            times.setdefault(framework, []).append(time.perf_counter() - start)
+            last_run_end[0] = time.perf_counter()
+            times.setdefault(framework, []).append(last_run_end[0] - start)
 
-    def timed_render(*args: Any) -> Any:
-        start = time.perf_counter()
+    def timed_png(*args: Any, **kwargs: Any) -> Any:
         try:
-            return render(*args)
+            return png(*args, **kwargs)
         finally:
-            times.setdefault("draw", []).append(time.perf_counter() - start)
+            times.setdefault("draw", []).append(time.perf_counter() - last_run_end[0])
 
-    widgets.cached_run, widgets._render = timed_run, timed_render
+    widgets.cached_run, widgets.figure_png = timed_run, timed_png
     try:
         yield times
     finally:
-        widgets.cached_run, widgets._render = run, render
+        widgets.cached_run, widgets.figure_png = run, png
 
 
 def measure_response(explorer: Any, repeats: int) -> dict[str, Any]:

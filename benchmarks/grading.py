@@ -21,7 +21,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import toc_files  # noqa: E402
-
+from explodebook.book.sources import toc_pages  # noqa: E402
 from explodebook.coursework.assignment import assign, load_questions  # noqa: E402
 from explodebook.coursework.grading import grade_notebook  # noqa: E402
 
@@ -66,7 +63,7 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for page in toc_files():
+        for page in toc_pages(ROOT):
             if not page.startswith("chapters/"):
                 continue
             chapter = ROOT / f"{page}.md"

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from explodebook.book.sources import toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -28,11 +29,7 @@ CHROMIUM_ARGS = [
 
 def toc_files() -> list[str]:
     """Every page of the book, in table-of-contents order (no suffix)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [chapter["file"] for chapter in part.get("chapters", [])]
-    return files
+    return toc_pages(ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +41,12 @@ def build() -> subprocess.CompletedProcess[str]:
     shutil.rmtree(ROOT / "_build" / "html" / "reports", ignore_errors=True)
     # `make book` fetches the book's JavaScript first; so does this fixture,
     # so that plain `pytest` works too (a no-op when it is there already).
-    from explodebook.assets import install
+    from explodebook.book.assets import install
 
     install(ROOT / "_vendor")
     # As `make book`: the chapters run two at a time into the execution
     # cache, then jupyter-book renders them and executes nothing.
-    from explodebook.prebuild import prebuild
+    from explodebook.book.prebuild import prebuild
 
     prebuild(ROOT, jobs=2)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")

@@ -11,8 +11,9 @@ import tarfile
 
 import pytest
 
-from explodebook import assets
-from explodebook.assets import PACKAGES, Package, install
+from explodebook.book import assets
+from explodebook.book.assets import PACKAGES, Package, install
+from explodebook.book.sources import read_config
 
 
 def tarball(files: dict[str, bytes]) -> bytes:
@@ -123,10 +124,9 @@ def test_an_unreachable_registry_says_how_to_use_a_mirror(fake, monkeypatch):
 
 
 def test_the_pinned_packages_are_the_ones_the_config_points_at():
-    import yaml
     from pathlib import Path
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
+    config = read_config(Path(__file__).resolve().parents[1])
     sphinx = config["sphinx"]["config"]
     targets = {t for p in PACKAGES for t in p.extract.values()}
     assert sphinx["html_static_path"] == ["_vendor"]

@@ -1,8 +1,10 @@
-"""`explodebook.prebuild`: chapters executed in parallel into MyST-NB's cache.
+"""`explodebook.book.prebuild`: chapters executed in parallel into MyST-NB's cache.
 
 The point of the module is that the ``jupyter-book build`` that follows
 executes nothing, so the key test builds a two-chapter book after a
-prebuild and reads the build's log.
+prebuild and reads the build's log. The book's sources (config, toc,
+chapters' code cells) are read by `explodebook.book.sources`, tested here
+on the same small books.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from explodebook import prebuild as pb
+from explodebook.book import prebuild as pb
+from explodebook.book.sources import Book, code_cells, read_config, read_notebook, toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,12 +76,50 @@ def tiny_book(tmp_path: Path, chapters: int = 2) -> Path:
 
 
 def test_the_books_chapters_are_the_toc_notebooks() -> None:
-    config = pb._load_config(ROOT, None)
-    found = pb.chapters(ROOT, config)
+    book = Book.load(ROOT)
+    found = pb.chapters(book)
     names = [c.docname for c in found]
     assert names == [n for n in names if n.startswith("chapters/")]  # not intro, api, bibliography
     assert len(names) == len(list((ROOT / "chapters").glob("*.md")))
+    assert names == book.notebooks()
     assert all(c.notebook.cells for c in found)
+
+
+def test_toc_pages_in_document_order_whatever_the_format(tmp_path: Path) -> None:
+    book = tiny_book(tmp_path, 2)  # root and a flat list of chapters
+    assert toc_pages(book) == ["intro", "chapters/c1", "chapters/c2"]
+    (book / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n"
+        "  - caption: A\n    chapters:\n"
+        "      - file: chapters/c2\n        sections:\n          - file: chapters/c1.md\n"
+        "          - url: https://example.org\n"
+        "  - caption: B\n    chapters:\n      - file: api\n      - glob: extra/*\n"
+    )
+    assert toc_pages(book) == ["intro", "chapters/c2", "chapters/c1", "api"]
+    real = toc_pages(ROOT)
+    assert real[0] == "intro" and real[-1] == "bibliography"
+    assert [n for n in real if n.startswith("chapters/")] == sorted(
+        f"chapters/{p.stem}" for p in (ROOT / "chapters").glob("*.md")
+    )
+
+
+def test_notebooks_and_code_cells_are_read_as_myst_nb_reads_them(tmp_path: Path) -> None:
+    book = Book.load(tiny_book(tmp_path, 2))
+    assert book.config["title"] == "Tiny" and book.config == read_config(book.root)
+    assert book.source("intro") == book.root / "intro.md" and book.source("missing") is None
+    assert book.read("intro") is None  # Markdown, not a notebook
+    assert book.notebooks() == ["chapters/c1", "chapters/c2"]
+    # the colon fence is prose (colon_fence is enabled), not a cell
+    (cell,) = book.code_cells("chapters/c1")
+    assert cell.startswith("import os\n") and cell.endswith('print("chapter 1", threads, backend)')
+    # options (`:tags:` lines or a YAML block) are not part of the source
+    path = book.root / "chapters" / "c1.md"
+    path.write_text(path.read_text().replace("```{code-cell} ipython3\n", "```{code-cell} ipython3\n:tags: [hide-input]\n"))
+    assert code_cells(path, book.config) == [cell]
+    notebook, _ = read_notebook(path, book.config)
+    assert notebook.cells[1].metadata["tags"] == ["hide-input"]
+    with pytest.raises(ValueError, match="not a notebook"):
+        code_cells(book.root / "intro.md")
 
 
 def test_cache_path_follows_jupyter_book(tmp_path: Path) -> None:
@@ -95,12 +136,12 @@ def test_hash_ignores_prose_but_not_code(tmp_path: Path) -> None:
     cache = get_cache(str(tmp_path / "cache"))
     book = tiny_book(tmp_path, 1)
     path = book / "chapters" / "c1.md"
-    config = pb._load_config(book, None)
-    key = pb.notebook_hash(pb.read_notebook(path, config)[0], cache)
+    config = read_config(book)
+    key = pb.notebook_hash(read_notebook(path, config)[0], cache)
     path.write_text(path.read_text().replace("Some prose", "Other prose"))
-    assert pb.notebook_hash(pb.read_notebook(path, config)[0], cache) == key
+    assert pb.notebook_hash(read_notebook(path, config)[0], cache) == key
     path.write_text(path.read_text().replace("* 10", "* 11"))
-    assert pb.notebook_hash(pb.read_notebook(path, config)[0], cache) != key
+    assert pb.notebook_hash(read_notebook(path, config)[0], cache) != key
 
 
 @pytest.mark.slow

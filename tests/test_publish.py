@@ -19,28 +19,13 @@ import pytest
 import yaml
 
 from conftest import ROOT, toc_files
-from explodebook import publish, sphinxext
+from explodebook.book import publish, sphinxext
+from explodebook.book.sources import Book
 
+BOOK = Book.load(ROOT)
 CHAPTERS = [name for name in toc_files() if name.startswith("chapters/")]
-CONFIG = publish.book_config(ROOT)
+CONFIG = BOOK.config
 REPOSITORY = publish.Repository.from_config(CONFIG)
-
-# A code cell of a MyST notebook: its fence, options (`:key: value` lines
-# or a YAML block between `---` lines), its source.
-_CODE_CELL = re.compile(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1[ \t]*$", re.S | re.M)
-
-
-def md_code_cells(text: str) -> list[str]:
-    """The sources of a MyST notebook's code cells, read without jupytext."""
-    cells = []
-    for match in _CODE_CELL.finditer(text):
-        lines = match.group(2).split("\n")
-        if lines and lines[0].strip() == "---":
-            lines = lines[lines.index("---", 1) + 1:]
-        while lines and re.match(r"^:[\w-]+:", lines[0]):
-            lines = lines[1:]
-        cells.append("\n".join(lines).strip())
-    return cells
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +50,9 @@ def test_notebook_opens_and_has_the_chapters_code_cells_in_order(notebooks: Path
     assert "jupytext" not in notebook.metadata, "nothing should sync it back to the .md"
     setup, *cells = notebook.cells
     assert setup.cell_type == "code" and publish.SETUP_TAG in setup.metadata.tags
+    # jupytext's conversion has the code cells MyST-NB reads and the build executes
     code = [cell.source.strip() for cell in cells if cell.cell_type == "code"]
-    assert code == md_code_cells((ROOT / f"{name}.md").read_text(encoding="utf-8"))
+    assert code == [source.strip() for source in BOOK.code_cells(name)]
     assert all(not cell.get("outputs") for cell in cells if cell.cell_type == "code")
     assert sum(cell.cell_type == "markdown" for cell in cells) >= 5
 

@@ -10,11 +10,12 @@ executed chapter in the jupyter-cache database that MyST-NB reads
 otherwise). The ``jupyter-book build`` that follows finds every chapter in
 the cache ("Using cached notebook") and executes nothing::
 
-    python -m explodebook.prebuild . --jobs 2
+    python -m explodebook.book.prebuild . --jobs 2
     jupyter-book build . -W -n --keep-going
 
 Each chapter is read exactly the way MyST-NB reads it (its MyST Markdown
-reader with the book's ``myst_enable_extensions``), so the cache key, a hash
+reader with the book's ``myst_enable_extensions``, through
+`explodebook.book.sources`), so the cache key, a hash
 of the code cells and the kernelspec, is the one MyST-NB computes. Chapters
 already in the cache are skipped. Each kernel runs its math libraries on
 one thread when there is more than one worker (``OMP_NUM_THREADS``,
@@ -44,7 +45,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Chapter", "cache_path", "chapters", "main", "notebook_hash", "prebuild", "read_notebook"]
+from explodebook.book.sources import Book, read_notebook
+
+__all__ = ["Chapter", "cache_path", "chapters", "main", "notebook_hash", "prebuild"]
 
 #: Environment variables that pin a kernel's math libraries to one thread
 #: when several kernels run side by side (only set where not already set).
@@ -69,13 +72,6 @@ class Chapter:
     cached: bool = False
 
 
-def _load_config(book: Path, config: Path | None) -> dict[str, Any]:
-    import yaml
-
-    path = config if config is not None else book / "_config.yml"
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-
-
 def cache_path(book: Path, config: dict[str, Any], path_output: Path | None = None) -> Path:
     """The execution cache MyST-NB uses for this build.
 
@@ -88,50 +84,24 @@ def cache_path(book: Path, config: dict[str, Any], path_output: Path | None = No
     return (path_output if path_output is not None else book) / "_build" / ".jupyter_cache"
 
 
-def read_notebook(path: Path, config: dict[str, Any]) -> tuple[Any, dict | None] | None:
-    """Read ``path`` as MyST-NB does; ``None`` if it is not a notebook.
-
-    Returns:
-        the notebook and the reader description jupyter-cache records.
-    """
-    from myst_nb.core.read import is_myst_markdown_notebook, read_myst_markdown_notebook, standard_nb_read
-    from myst_parser.config.main import MdParserConfig
-
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".ipynb":
-        return standard_nb_read(text), None
-    if path.suffix != ".md" or not is_myst_markdown_notebook(text):
-        return None
-    extensions = (config.get("parse") or {}).get("myst_enable_extensions") or []
-    md_config = MdParserConfig(enable_extensions=set(extensions))
-    notebook = read_myst_markdown_notebook(text, config=md_config, add_source_map=True, path=str(path))
-    return notebook, {"type": "plugin", "name": "myst_nb_md"}
-
-
 def notebook_hash(notebook: Any, cache: Any) -> str:
     """jupyter-cache's key for ``notebook`` (code cells and kernelspec)."""
     return cache.create_hashed_notebook(notebook)[1]
 
 
-def chapters(book: Path, config: dict[str, Any], toc: Path | None = None) -> list[Chapter]:
+def chapters(book: Book) -> list[Chapter]:
     """The toc's documents that MyST-NB executes, in toc order."""
-    from sphinx_external_toc.parsing import parse_toc_yaml
-
-    execute = config.get("execute") or {}
+    execute = book.config.get("execute") or {}
     excluded = list(execute.get("exclude_patterns") or [])
-    site = parse_toc_yaml(toc if toc is not None else book / "_toc.yml")
     found = []
-    for docname in site:
-        for suffix in (".md", ".ipynb"):
-            path = book / (docname + suffix)
-            if path.exists():
-                break
-        else:
+    for docname in book.pages():
+        path = book.source(docname)
+        if path is None:
             continue
-        rel = path.relative_to(book).as_posix()
+        rel = path.relative_to(book.root).as_posix()
         if any(fnmatch(rel, pattern) for pattern in excluded):
             continue
-        read = read_notebook(path, config)
+        read = read_notebook(path, book.config)
         if read is None:
             continue
         notebook, read_fmt = read
@@ -218,9 +188,9 @@ def prebuild(
     from jupyter_cache.base import CacheBundleIn
 
     start = time.perf_counter()
-    book = Path(book).resolve()
-    cfg = _load_config(book, Path(config) if config is not None else None)
-    path = cache_path(book, cfg, Path(path_output).resolve() if path_output is not None else None)
+    source = Book.load(Path(book).resolve(), config, toc)
+    cfg = source.config
+    path = cache_path(source.root, cfg, Path(path_output).resolve() if path_output is not None else None)
     cache = get_cache(str(path))
     execute = cfg.get("execute") or {}
     timeout = int(execute.get("timeout", 30))
@@ -228,7 +198,7 @@ def prebuild(
 
     todo: list[Chapter] = []
     report: dict[str, Any] = {"cache": str(path), "cached": [], "executed": {}, "failed": {}, "cells": {}}
-    for chapter in chapters(book, cfg, Path(toc) if toc is not None else None):
+    for chapter in chapters(source):
         chapter.hashkey = notebook_hash(chapter.notebook, cache)
         try:
             cache.match_cache_notebook(chapter.notebook)
@@ -302,8 +272,8 @@ def prebuild(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m explodebook.prebuild [BOOK] [options]``."""
-    parser = argparse.ArgumentParser(prog="python -m explodebook.prebuild", description=__doc__.splitlines()[0])
+    """Command line: ``python -m explodebook.book.prebuild [BOOK] [options]``."""
+    parser = argparse.ArgumentParser(prog="python -m explodebook.book.prebuild", description=__doc__.splitlines()[0])
     parser.add_argument("book", nargs="?", default=".", help="the book's directory (default: .)")
     parser.add_argument("--path-output", default=None, help="as for jupyter-book build (default: the book)")
     parser.add_argument("--config", default=None, help="configuration file (default: BOOK/_config.yml)")

@@ -9,7 +9,7 @@ drops exact duplicates from each page's script list.
 It also makes the Colab/Binder launch buttons open notebooks: for a MyST
 Markdown page, sphinx-book-theme links ``<page>.md`` unless an ``.ipynb`` of
 the same name lies next to it at build time, and Colab cannot open ``.md``.
-The launch notebooks are generated (``python -m explodebook.publish``) and
+The launch notebooks are generated (``python -m explodebook.book.publish``) and
 pushed to the launch branch (``repository.branch``), never kept next to
 the chapters, so the links are pointed at ``<page>.ipynb`` here.
 

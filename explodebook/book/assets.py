@@ -9,7 +9,7 @@ pinned versions whose checksums are checked, and ``_config.yml`` points
 Sphinx and MyST-NB at the local copies (``html_static_path: [_vendor]``).
 
 Nothing here is committed: ``make book`` runs
-``python -m explodebook.assets _vendor`` first, which downloads each
+``python -m explodebook.book.assets _vendor`` first, which downloads each
 package once (to ``~/.cache/explodebook/npm``, or ``$EXPLODEBOOK_NPM_CACHE``)
 and extracts what the book uses. It needs only the Python standard library
 and access to the npm registry (``$NPM_CONFIG_REGISTRY`` if set).
@@ -119,7 +119,7 @@ PACKAGES: tuple[Package, ...] = (
 #: resolves AMD modules under the book's ``_static``, whatever the depth of
 #: the page (Sphinx writes the way back to the root on ``<html>``).
 REQUIRE_CONFIG = """\
-// Written by explodebook.assets: the widget manager's modules and fonts are
+// Written by explodebook.book.assets: the widget manager's modules and fonts are
 // under the book's own _static, not on a CDN.
 require.config({
   baseUrl: (document.documentElement.dataset.content_root || "./") + "_static/",
@@ -279,7 +279,7 @@ def install(out: str | Path = "_vendor", packages: tuple[Package, ...] = PACKAGE
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1 or (args and args[0].startswith("-")):
-        print("usage: python -m explodebook.assets [OUTPUT_DIR (default _vendor)]", file=sys.stderr)
+        print("usage: python -m explodebook.book.assets [OUTPUT_DIR (default _vendor)]", file=sys.stderr)
         return 2
     print(install(args[0] if args else "_vendor"))
     return 0
