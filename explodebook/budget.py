@@ -73,6 +73,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
+from explodebook.checks import check_framework
 from explodebook.spec import RunSpec, SpecError
 
 __all__ = [
@@ -293,7 +294,7 @@ def _seconds(
 def step_seconds(spec: RunSpec, framework: str) -> float:
     """Estimated seconds of one training step on the reference machine
     (no calibration): what the backends size their chunks of steps by."""
-    _check_framework(framework)
+    check_framework(framework)
     values = {name: getattr(spec, name) for name in _KNOBS}
     _, _, step_op, step_mac, step_elem = _parts(spec, framework, values)
     return step_op + step_mac + step_elem
@@ -361,15 +362,6 @@ def _speed() -> Speed:
     return SPEED if SPEED is not None else calibrate()
 
 
-def _check_framework(framework: str) -> None:
-    from explodebook.trace import FRAMEWORKS
-
-    if framework not in FRAMEWORKS:
-        raise ValueError(
-            f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}"
-        )
-
-
 def estimate_seconds(spec: RunSpec, framework: str = "torch") -> float:
     """Estimated seconds of ``run(spec, framework)`` on this machine.
 
@@ -383,7 +375,7 @@ def estimate_seconds(spec: RunSpec, framework: str = "torch") -> float:
     """
     if not isinstance(spec, RunSpec):
         raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
-    _check_framework(framework)
+    check_framework(framework)
     return _seconds(spec, framework, _speed())
 
 
@@ -554,7 +546,7 @@ def plan(
     for spec, framework in runs:
         if not isinstance(spec, RunSpec):
             raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
-        _check_framework(framework)
+        check_framework(framework)
     bar_threshold = PROGRESS_SECONDS if progress is None and watched() else None
     thresholds = [t for t in (limit, bar_threshold) if t is not None]
     speed = SPEED

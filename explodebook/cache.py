@@ -18,8 +18,9 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 from explodebook import budget
+from explodebook.checks import check_framework
 from explodebook.spec import RunSpec
-from explodebook.trace import FRAMEWORKS, Trace
+from explodebook.trace import Trace
 
 __all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "contains", "clear", "info"]
 
@@ -80,10 +81,7 @@ def cached_run(
     global _hits, _misses
     if not isinstance(spec, RunSpec):
         raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
-    if framework not in FRAMEWORKS:
-        raise ValueError(
-            f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}"
-        )
+    framework = check_framework(framework)
     key = (framework, spec)
     with _lock:
         trace = _traces.get(key)

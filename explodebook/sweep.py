@@ -16,8 +16,9 @@ from typing import Any
 from explodebook import budget
 from explodebook.cache import cached_run
 from explodebook.cache import contains as cache_contains
+from explodebook.checks import check_frameworks
 from explodebook.spec import RunSpec, SpecError
-from explodebook.trace import FRAMEWORKS, Trace
+from explodebook.trace import Trace
 
 __all__ = ["Sweep", "sweep", "format_value"]
 
@@ -27,20 +28,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def _frameworks(framework: str | Sequence[str]) -> tuple[str, ...]:
-    names = (framework,) if isinstance(framework, str) else tuple(framework)
-    if not names:
-        raise ValueError(f"framework: give at least one of {list(FRAMEWORKS)}")
-    for name in names:
-        if name not in FRAMEWORKS:
-            raise ValueError(
-                f"framework={name!r} is not allowed: choose one of {list(FRAMEWORKS)}"
-            )
-    if len(set(names)) != len(names):
-        raise ValueError(f"framework={list(names)} names a framework twice")
-    return names
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,7 +135,7 @@ def sweep(
     values = tuple(values)
     if not values:
         raise ValueError(f"values is empty: give at least one value of {field}")
-    frameworks = _frameworks(framework)
+    frameworks = check_frameworks(framework, "sweep(framework=...)")
 
     specs = []
     for i, value in enumerate(values):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from explodebook.trace import FRAMEWORKS
+from explodebook.checks import check_framework
 
 __all__ = ["get"]
 
@@ -22,6 +22,5 @@ def get(framework: str) -> ModuleType:
     which loads PyTorch (and triton, which the CUDA build ships) before
     TensorFlow: triton loaded after TensorFlow crashes the process.
     """
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"framework={framework!r} is not allowed: choose one of {list(FRAMEWORKS)}")
+    framework = check_framework(framework)
     return importlib.import_module(f"explodebook.backends.{framework}")

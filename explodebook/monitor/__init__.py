@@ -31,25 +31,21 @@ from typing import Any
 
 import numpy as np
 
+from explodebook.checks import check_framework
 from explodebook.spec import RunSpec
-from explodebook.trace import Trace, locate_nonfinite, max_layers, sum_layers
+from explodebook.trace import FRAMEWORKS, Trace, locate_nonfinite, max_layers, sum_layers
 
 __all__ = ["torch", "keras", "get", "assemble_trace"]
-
-_SUBMODULES = ("torch", "keras")
 
 
 def get(framework: str) -> ModuleType:
     """Import and return the monitor module for ``"torch"`` or ``"keras"``."""
-    if framework not in _SUBMODULES:
-        raise ValueError(
-            f"framework={framework!r} is not allowed: choose one of {list(_SUBMODULES)}"
-        )
+    framework = check_framework(framework)
     return importlib.import_module(f"explodebook.monitor.{framework}")
 
 
 def __getattr__(name: str) -> ModuleType:
-    if name in _SUBMODULES:
+    if name in FRAMEWORKS:  # a submodule per framework
         return get(name)
     raise AttributeError(f"module 'explodebook.monitor' has no attribute {name!r}")
 
