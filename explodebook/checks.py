@@ -68,7 +68,7 @@ def describe(value: Any) -> str:
 
 
 def expect(value: Any, types: type | tuple[type, ...], where: str, expected: str) -> Any:
-    """Return ``value`` if it is an instance of ``types``, else raise `TypeError`.
+    """Return ``value`` if it is an instance of ``types``, else raise ``TypeError``.
 
     Args:
         value: the argument to check.
@@ -86,14 +86,14 @@ def expect(value: Any, types: type | tuple[type, ...], where: str, expected: str
 
 
 def expect_spec(value: Any, where: str) -> RunSpec:
-    """Return ``value`` if it is a `RunSpec`, else raise a `TypeError` saying so."""
+    """Return ``value`` if it is a `RunSpec`, else raise a ``TypeError`` saying so."""
     from explodebook.spec import RunSpec
 
     return expect(value, RunSpec, where, "a RunSpec (e.g. RunSpec(depth=3))")
 
 
 def expect_trace(value: Any, where: str) -> Trace:
-    """Return ``value`` if it is a `Trace`, else raise a `TypeError` saying so."""
+    """Return ``value`` if it is a `Trace`, else raise a ``TypeError`` saying so."""
     from explodebook.trace import Trace
 
     return expect(value, Trace, where, "a Trace (from explodebook.run or a monitor)")
@@ -120,7 +120,7 @@ def is_real(value: Any) -> bool:
 
 
 def expect_int(value: Any, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as a Python ``int`` in ``[low, high]``, or a `ValueError`.
+    """``value`` as a Python ``int`` in ``[low, high]``, or a ``ValueError``.
 
     Numpy integers are accepted; bools and floats (even ``3.0``) are not.
 

@@ -1,6 +1,6 @@
 """Quantities derived from a `Trace`, each defined once.
 
-The chapters, their tests, the plots, the widgets and `diagnose` read
+The chapters, their tests, the plots, the widgets and ``diagnose`` read
 these numbers off traces; defining each here, and testing it once against
 a hand computation (``tests/test_metrics.py``), means a chapter's test
 checks what the chapter computed, not a copy of it.
@@ -40,7 +40,7 @@ CLIPPED_BELOW = 1 - 1e-6
 def status(trace: Trace) -> str:
     """``"non-finite at step k"`` for a run that diverged, else ``"final loss x"``.
 
-    Step ``k`` is `Trace.first_nonfinite_step` (counted from 0): the first
+    Step ``k`` is ``Trace.first_nonfinite_step`` (counted from 0): the first
     step whose loss, a gradient or a weight was NaN or infinite, whichever
     came first. The final loss is `Trace.final_loss` to 3 significant
     digits.
@@ -127,7 +127,7 @@ def swing(trace: Trace) -> float:
 
 
 def loss_change_stats(trace: Trace, jump: float = 10.0) -> tuple[float, float]:
-    """`diagnose`'s two numbers for an unstable loss.
+    """``diagnose``'s two numbers for an unstable loss.
 
     Args:
         trace: the run.
