@@ -21,6 +21,7 @@ does nothing (the real checks run in the grader).
 from __future__ import annotations
 
 import importlib.machinery
+import io
 import json
 import os
 import sys
@@ -38,6 +39,8 @@ SNAPSHOT = "answers.json"
 OUTPUT = "output.txt"
 #: Longest error message kept per cell.
 MESSAGE_CHARS = 300
+#: The most bytes of printed output kept; the rest is dropped, silently.
+OUTPUT_BYTES = 2**20
 
 Cell = dict  # {"index": int, "source": str}
 
@@ -57,6 +60,42 @@ def _stand_in_otter() -> types.ModuleType:
     module.__spec__ = importlib.machinery.ModuleSpec("otter", None)
     module.Notebook = _Grader
     return module
+
+
+class BoundedOutput(io.TextIOBase):
+    """``sys.stdout`` for the cells: the first `OUTPUT_BYTES` reach the file.
+
+    Printing never fails: output beyond the limit, or that the disk cannot
+    hold, is dropped, so that a flood of output (or a full disk) does not
+    stop the notebook nor lose its answers.
+    """
+
+    def __init__(self, fd: int, limit: int = OUTPUT_BYTES) -> None:
+        self._fd = fd
+        self._left = limit
+
+    def write(self, text: str) -> int:
+        if self._left > 0 and text:
+            data = str(text).encode("utf-8", "replace")[: self._left]
+            self._left -= len(data)
+            try:
+                os.write(self._fd, data)
+            except OSError:
+                self._left = 0
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
 
 
 def code_cells(notebook: dict) -> list[Cell]:
@@ -144,8 +183,11 @@ def run_cells(cells: Sequence[Cell], names: Sequence[str], workdir: str | Path) 
                     "seconds": round(time.perf_counter() - start, 2),
                 }
             )
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - the student may have replaced it
+                pass
         try:
             _snapshot(snapshot, names, namespace, errors, done, done == len(cells))
         except OSError:

@@ -486,10 +486,11 @@ def _runner(job: dict, workdir: str, uid: int | None, limits: Limits,
         sys.argv = ["notebook"]
         if sys.path:
             sys.path[0] = ""  # the working folder, as in a Jupyter kernel
+        from explodebook.coursework.runner import BoundedOutput, run_cells
+
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
-        sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
-        from explodebook.coursework.runner import run_cells
+        sys.stdout = BoundedOutput(1)
+        sys.stderr = sys.stdout
 
         run_cells(job["cells"], job["names"], workdir)
     except BaseException as error:  # noqa: BLE001
