@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from _grading_attacks import FORMULA_NAME, MALFORMED, MARKER, SECRET_VAR, SLEEPER, Context, write_batch
+from _grading_attacks import MALFORMED, MARKER, SECRET_VAR, SLEEPER, Context, write_batch
 from conftest import ROOT
 from explodebook.coursework.assignment import assign, load_questions
 from explodebook.coursework.grading import grade
