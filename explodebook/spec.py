@@ -10,7 +10,7 @@ from typing import Any
 
 from explodebook.checks import expect, plain
 
-__all__ = ["RunSpec", "SpecError", "CHOICES"]
+__all__ = ["RunSpec", "SpecError", "CHOICES", "check_choice"]
 
 #: Allowed values of the string-valued fields.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -268,11 +268,38 @@ def _check_float(
         _fail(name, value, allowed)
 
 
+def check_choice(
+    name: str, value: Any, argument: str | None = None, error: type[ValueError] = ValueError
+) -> str:
+    """Return ``value`` as a plain ``str`` if it is one of ``CHOICES[name]``.
+
+    The one check of the string-valued choices (activation, init, cell,
+    optimizer, ...), for `RunSpec` and for every function that takes one
+    of them by name.
+
+    Args:
+        name: a key of `CHOICES`, e.g. ``"activation"``.
+        value: the name given.
+        argument: how the message names the argument; default ``name``.
+        error: the class raised, e.g. `SpecError` for a `RunSpec` field.
+
+    Raises:
+        ValueError: ``"activation='swish' is not allowed: choose one of
+            ['relu', 'tanh', 'sigmoid', 'linear']"``.
+    """
+    allowed = CHOICES[name]
+    value = plain(value)
+    # isinstance first: `in` would compare a list or an array by equality.
+    if not (isinstance(value, str) and value in allowed):
+        raise error(
+            f"{argument or name}={value!r} is not allowed: choose one of {list(allowed)}"
+        )
+    return str(value)
+
+
 def _validate(spec: RunSpec) -> None:
-    for name, allowed in CHOICES.items():
-        value = getattr(spec, name)
-        if value not in allowed:
-            _fail(name, value, f"choose one of {list(allowed)}")
+    for name in CHOICES:
+        check_choice(name, getattr(spec, name), f"RunSpec.{name}", SpecError)
 
     tasks = _TASKS_FOR_MODEL[spec.model]
     if spec.task not in tasks:

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from explodebook.checks import describe, expect, expect_int, is_real
+from explodebook.spec import check_choice
 
 __all__ = [
     "ACTIVATION_DERIVATIVE_BOUND",
@@ -118,14 +119,7 @@ def _finite_float(name: str, value: object, *, positive: bool = False) -> float:
 
 
 def _activation(name: str) -> float:
-    # isinstance first: a list is unhashable, and `in` on a dict would
-    # raise "unhashable type" instead of saying what is allowed.
-    if not isinstance(name, str) or name not in ACTIVATION_DERIVATIVE_BOUND:
-        raise ValueError(
-            f"activation={name!r} is not allowed: choose one of "
-            f"{list(ACTIVATION_DERIVATIVE_BOUND)}"
-        )
-    return ACTIVATION_DERIVATIVE_BOUND[name]
+    return ACTIVATION_DERIVATIVE_BOUND[check_choice("activation", name)]
 
 
 # -- norms of matrix products ------------------------------------------------

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explodebook.spec import check_choice
+
 if TYPE_CHECKING:
     from explodebook.spec import RunSpec
 
@@ -69,6 +71,7 @@ def init_matrix(
     Returns:
         float32 array of shape ``(fan_in, fan_out)``.
     """
+    kind = check_choice("init", kind)
     if kind == "he":
         limit = np.sqrt(6.0 / fan_in)
         w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
@@ -77,18 +80,13 @@ def init_matrix(
         w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
     elif kind == "normal":
         w = rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, fan_out))
-    elif kind == "orthogonal":
+    else:  # "orthogonal"
         # QR of a Gaussian matrix, with the sign fix that makes Q uniformly
         # distributed (Mezzadri 2007), as torch and Keras both do.
         a = rng.normal(size=(max(fan_in, fan_out), min(fan_in, fan_out)))
         q, r = np.linalg.qr(a)
         q *= np.sign(np.diag(r))
         w = q if fan_in >= fan_out else q.T
-    else:
-        raise ValueError(
-            f"init={kind!r} is not allowed: choose one of "
-            "['he', 'xavier', 'normal', 'orthogonal']"
-        )
     return (scale * w).astype(np.float32)
 
 
