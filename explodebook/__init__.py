@@ -12,7 +12,7 @@ Modules: `spec`, `data`, `weights`, `trace`, `backends` (``torch``,
 (``torch``, ``keras``: watch your own model), `timesteps` (gradient per
 input time step of an RNN), `frameworks` (import PyTorch and TensorFlow in
 the safe order), `notebook` (a chapter's set-up), `budget` (a run's
-estimated time, its limit, progress bars and Ctrl-C).
+estimated time and its limit), `progress` (progress bars and Ctrl-C).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import importlib
 from typing import Any
 
 from explodebook import budget
-from explodebook.budget import BudgetError, RunInterrupted
+from explodebook.budget import BudgetError
 from explodebook.diagnose import Diagnosis, Sign, Thresholds, diagnose
 from explodebook.frameworks import guard_triton as _guard_triton
+from explodebook.progress import RunInterrupted
 from explodebook.spec import RunSpec, SpecError
 from explodebook.trace import FRAMEWORKS, Trace
 

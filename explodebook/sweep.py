@@ -17,6 +17,7 @@ from explodebook import budget
 from explodebook.cache import cached_run
 from explodebook.cache import contains as cache_contains
 from explodebook.checks import check_frameworks
+from explodebook.progress import Progress, RunInterrupted
 from explodebook.spec import RunSpec, SpecError
 from explodebook.trace import Trace
 
@@ -168,7 +169,7 @@ def sweep(
             from explodebook import backends
 
             runs[name] = partial(backends.get(name).run, **options)
-    bar = budget.Progress(plan.progress, len(specs) * len(frameworks), f"sweep {field}", "run")
+    bar = Progress(plan.progress, len(specs) * len(frameworks), f"sweep {field}", "run")
     traces: dict[str, list[Trace]] = {name: [] for name in frameworks}
     completed = False
     try:
@@ -177,7 +178,7 @@ def sweep(
                 traces[name].append(runs[name](spec))
                 bar.to(sum(map(len, traces.values())))
         completed = True
-    except budget.RunInterrupted as e:
+    except RunInterrupted as e:
         if hasattr(e, "add_note"):
             done = sum(map(len, traces.values()))
             e.add_note(

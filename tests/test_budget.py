@@ -20,7 +20,8 @@ import pytest  # noqa: E402
 
 import explodebook  # noqa: E402
 from explodebook import budget, cache  # noqa: E402
-from explodebook.budget import BudgetError, RunInterrupted, Speed  # noqa: E402
+from explodebook.budget import BudgetError, Speed  # noqa: E402
+from explodebook.progress import RunInterrupted  # noqa: E402
 from explodebook.spec import RunSpec, SpecError  # noqa: E402
 from explodebook.sweep import sweep  # noqa: E402
 
