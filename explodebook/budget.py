@@ -8,26 +8,11 @@ run's time from its spec first and refuses, with a `BudgetError`, one
 estimated over `MAX_SECONDS`; the message says how long it would take,
 which fields to lower, and how to run it anyway (``max_seconds=None``).
 
-The estimate (`estimate_seconds`) is a simple model of the work, per step:
-
-* a fixed dispatch cost per step, per layer and, for an RNN, per time step
-  and layer (PyTorch runs eagerly, tens of microseconds per operation;
-  Keras runs compiled chunks of steps, a little cheaper per operation);
-* multiply-adds: the forward pass's (sum of fan_in x fan_out over layers;
-  an RNN's per time step, times its cell's gate count: 1 simple, 3 GRU,
-  4 LSTM) times ``batch_size``, three times over (forward, and backward for
-  the inputs and the weights);
-* a cost per parameter: the recording of every gradient and weight, their
-  norms, and the optimizer's update. It grows past about 4 million
-  parameters, where a step's arrays no longer fit the caches (and are
-  allocated afresh each step): 7 ns per parameter at 1 million, 14 ns at
-  7 million, 50-100 ns at 64 million, measured;
-
-plus a set-up cost (initial weights, and Keras' tracing of its loop). The
-constants were fitted to runs timed on the project's machines (2 cores of
-an AMD EPYC, shared with other work, so on the slow side). It is a guard,
-not a benchmark: within a factor of about 3, and an upper bound for a run
-that diverges (it stops early).
+The estimate (`estimate_seconds`) is a simple model of the work
+(`explodebook.costs`): a set-up cost plus, per step, a dispatch cost per
+operation, the multiply-adds of the forward and backward passes and a cost
+per parameter. It is a guard, not a benchmark: within a factor of about 3,
+and an upper bound for a run that diverges (it stops early).
 
 **Calibration.** A reader's machine is faster or slower than the one the
 constants come from, so the first run whose estimate comes near a limit
@@ -56,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from explodebook.checks import check_framework
+from explodebook.costs import reference_costs
 
 # Progress bars and Ctrl-C: importable from here, where the backends and
 # explodebook.run look for them.
@@ -162,101 +148,15 @@ _REFERENCE = Speed(1.0, 1.0, 1.0)
 _REFERENCE_UNITS = Speed(op=0.23e-6, mac=0.013e-9, elem=0.42e-9)
 
 
-@dataclass(frozen=True)
-class _Costs:
-    """One framework's constants, in seconds on the reference machine."""
-
-    step: float  # per step: dispatch, batch gather, bookkeeping
-    layer: float  # per layer per step: its forward and backward operations
-    timestep: Mapping[str, float]  # per RNN layer and time step per step, by cell
-    mac: float  # per multiply-add
-    param: float  # per parameter per step, below _PARAM_KNEE parameters
-    setup: float  # per run
-    setup_layer: float  # per MLP layer per run
-    setup_rnn_layer: float  # per RNN layer per run
-    setup_param: float  # per parameter per run: initial weights, copies
-
-
-_COSTS = {
-    # Eager: each layer's forward and backward are separate dispatches.
-    # PyTorch's CPU LSTM takes a fused (oneDNN) path; its GRU does not.
-    "torch": _Costs(
-        step=150e-6, layer=45e-6, timestep={"simple": 35e-6, "lstm": 25e-6, "gru": 140e-6},
-        mac=0.04e-9, param=7e-9, setup=0.02, setup_layer=0.0, setup_rnn_layer=0.0,
-        setup_param=30e-9,
-    ),
-    # Compiled chunks of steps: less Python per step, TensorFlow's two
-    # threads for larger matrix products, and a graph to trace per shape.
-    "keras": _Costs(
-        step=100e-6, layer=55e-6, timestep={"simple": 25e-6, "lstm": 55e-6, "gru": 100e-6},
-        mac=0.025e-9, param=8e-9, setup=0.1, setup_layer=0.02, setup_rnn_layer=0.3,
-        setup_param=60e-9,
-    ),
-}  # fmt: skip
-
-# Past this many parameters, the cost per parameter grows as
-# (n / _PARAM_KNEE) ** _PARAM_GROWTH (arrays leave the caches).
-_PARAM_KNEE = 4e6
-_PARAM_GROWTH = 0.75
-
-_GATES = {"simple": 1, "lstm": 4, "gru": 3}
-
 # Fields a message may suggest lowering, in the order they are tried.
 _KNOBS = ("steps", "depth", "width", "batch_size", "seq_len")
-
-
-def _input_size(spec: RunSpec) -> int:
-    from explodebook.weights import input_size
-
-    return input_size(spec)
-
-
-def _parts(spec: RunSpec, framework: str, values: Mapping[str, int]) -> tuple[float, ...]:
-    """Set-up and per-step costs on the reference machine, by kind.
-
-    Returns:
-        ``(setup_op, setup_elem, step_op, step_mac, step_elem)`` seconds;
-        a kind is scaled by the matching `Speed` factor.
-    """
-    c = _COSTS[framework]
-    depth, width, batch = values["depth"], values["width"], values["batch_size"]
-    n_in = _input_size(spec)
-    extra = (
-        1.0
-        + 0.5 * (spec.normalization != "none")
-        + 0.25 * bool(spec.l1 or spec.l2)
-        + 0.25 * (spec.clipping is not None)
-    )
-    if spec.model == "mlp":
-        macs = n_in * width + (depth - 1) * width * width + width  # per sample, forward
-        params = macs + depth * width + 1
-        if spec.normalization != "none":
-            params += 2 * depth * width  # gamma and beta
-        step_op = c.step + c.layer * (depth + 1) * extra
-        step_mac = 3 * batch * macs * c.mac
-        setup_op = c.setup + c.setup_layer * (depth + 1)
-    else:
-        gates = _GATES[spec.cell]
-        seq_len = values["seq_len"]
-        k = min(spec.truncation or seq_len, seq_len)
-        # Forward over all seq_len time steps, backward over the last k.
-        passes = seq_len + 2 * k
-        per_t = gates * width * (n_in + width) + (depth - 1) * gates * width * 2 * width
-        biases = depth * gates * width * (2 if spec.cell == "gru" else 1)
-        params = per_t + biases + width + 1
-        step_op = c.step + c.layer * 2 * extra + c.timestep[spec.cell] * depth * passes / 3
-        step_mac = batch * (per_t * passes + 3 * (width + 1)) * c.mac
-        setup_op = c.setup + c.setup_rnn_layer * depth
-    growth = max(1.0, params / _PARAM_KNEE) ** _PARAM_GROWTH
-    step_elem = params * c.param * growth * (1.5 if spec.clipping is not None else 1.0)
-    return setup_op, params * c.setup_param, step_op, step_mac, step_elem
 
 
 def _seconds(
     spec: RunSpec, framework: str, speed: Speed, values: Mapping[str, int] | None = None
 ) -> float:
     values = {name: getattr(spec, name) for name in _KNOBS} | dict(values or {})
-    setup_op, setup_elem, step_op, step_mac, step_elem = _parts(spec, framework, values)
+    setup_op, setup_elem, step_op, step_mac, step_elem = reference_costs(spec, framework, values)
     per_step = step_op * speed.op + step_mac * speed.mac + step_elem * speed.elem
     return setup_op * speed.op + setup_elem * speed.elem + values["steps"] * per_step
 
@@ -266,7 +166,7 @@ def step_seconds(spec: RunSpec, framework: str) -> float:
     (no calibration): what the backends size their chunks of steps by."""
     check_framework(framework)
     values = {name: getattr(spec, name) for name in _KNOBS}
-    _, _, step_op, step_mac, step_elem = _parts(spec, framework, values)
+    _, _, step_op, step_mac, step_elem = reference_costs(spec, framework, values)
     return step_op + step_mac + step_elem
 
 
