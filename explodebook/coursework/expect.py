@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["answered", "number", "numbers", "boolean", "choice"]
+__all__ = ["answered", "number", "numbers", "boolean", "choice", "trace", "same_run"]
 
 
 def answered(name: str, value: Any) -> None:
@@ -77,3 +77,45 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
     if key not in normal:
         raise AssertionError(f"`{name}` should be one of {list(options)}; got {value!r}")
     return normal[key]
+
+
+def trace(name: str, value: Any) -> Any:
+    """The answer as an `explodebook.Trace` of the package's own runs (with a spec)."""
+    from explodebook.trace import Trace
+
+    answered(name, value)
+    if not isinstance(value, Trace):
+        raise AssertionError(
+            f"`{name}` should be the Trace that run(...) returns, got {type(value).__name__}"
+        )
+    if value.spec is None:
+        raise AssertionError(f"`{name}` should be a trace of run(spec), which has a spec")
+    return value
+
+
+def same_run(name: str, value: Any, *, rtol: float = 1e-3) -> Any:
+    """The answer as a trace that is what ``run(spec, framework)`` gives.
+
+    Grading re-runs the notebook, so a trace it holds was computed on the
+    grading machine, as the checks' own seeded run is: a trace that
+    differs was edited or made up, not run.
+    """
+    from explodebook import run
+
+    result = trace(name, value)
+    reference = run(result.spec, result.framework)
+    same = (
+        result.steps_run == reference.steps_run
+        and result.first_nonfinite_step == reference.first_nonfinite_step
+        and all(
+            np.allclose(getattr(result, field), getattr(reference, field), rtol=rtol,
+                        atol=1e-12, equal_nan=True)
+            for field in ("loss", "grad_norm_total", "grad_norms", "weight_norms")
+        )
+    )
+    if not same:
+        raise AssertionError(
+            f"`{name}` is not what run(...) gives for its own spec: keep the trace that run "
+            "returns, unedited"
+        )
+    return result

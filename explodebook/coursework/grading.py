@@ -79,6 +79,9 @@ class Result:
             message), in order.
         notes: remarks for the instructor (several notebooks, ...).
         sha256: the notebook's hash (what resuming compares).
+        answers: the answer values the checks read, as decoded in the
+            grader (not kept in the CSV; empty for rows kept on resuming).
+        details: each question's score with its checks' results.
     """
 
     submission: Path
@@ -93,6 +96,7 @@ class Result:
     notes: str = ""
     sha256: str = ""
     details: dict[str, QuestionScore] = field(default_factory=dict, repr=False)
+    answers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def total(self) -> float:
@@ -382,6 +386,7 @@ def _score_run(submission: Submission, sha256: str, run: RunResult, checks: Chec
         notes="; ".join(notes),
         sha256=sha256,
         details=scored,
+        answers={name: answers.decode(value) for name, value in data.items()},
     )
 
 

@@ -16,10 +16,11 @@ kind says so in a sentence.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,28 @@ __all__ = ["CheckCase", "Question", "CheckResult", "QuestionScore", "Checks", "N
 #: Longest message of a failed check shown to a student.
 MESSAGE_CHARS = 600
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@contextlib.contextmanager
+def _like_the_runner() -> Iterator[None]:
+    """PyTorch on one thread while checks run, as in the notebooks (setup()).
+
+    A check that re-runs a seeded run then computes it as the notebook did:
+    the same reductions in the same order, the same numbers.
+    """
+    try:
+        from explodebook.frameworks import import_torch
+
+        torch = import_torch()
+    except Exception:  # noqa: BLE001 - no PyTorch: nothing to set
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class NoChecksError(ValueError):
@@ -182,7 +205,8 @@ class Checks:
         A name missing from ``data`` was never defined by the notebook
         (or its cell never ran): every check that reads it fails, saying so.
         """
-        return {name: self._score_question(q, data) for name, q in self.questions.items()}
+        with _like_the_runner():
+            return {name: self._score_question(q, data) for name, q in self.questions.items()}
 
     def _score_question(self, question: Question, data: Mapping[str, Any]) -> QuestionScore:
         results = [self._run(case, data) for case in question.cases]
