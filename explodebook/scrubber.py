@@ -17,8 +17,8 @@ Typical use in a chapter::
     sw = sweep(RunSpec(steps=200), "init_scale", [0.5, 1.0, 2.0])
     scrubber(sw, draw)          # the cell's output is the slider
 
-or both steps in one call, `sweep_scrubber`. `figure_png` is the one place
-a figure becomes PNG bytes; `explodebook.widgets` uses it too.
+or both steps in one call, `sweep_scrubber`. The frames are rendered by
+`explodebook.render`, as the widgets' figures are.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import io
 import json
 import os
 import warnings
@@ -35,10 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from explodebook import budget
+from explodebook.render import draw_png
 from explodebook.spec import RunSpec
 from explodebook.sweep import Sweep, sweep
 
-__all__ = ["Scrubber", "scrubber", "sweep_scrubber", "figure_png"]
+__all__ = ["Scrubber", "scrubber", "sweep_scrubber"]
 
 # Past this many bytes of embedded PNGs a page gets slow to load; warn so the
 # author lowers dpi or the number of frames rather than finding out online.
@@ -242,91 +242,6 @@ def _html(s: Scrubber) -> str:
     )
 
 
-def _figure(obj: Any) -> Any:
-    """The matplotlib Figure of ``obj`` (a Figure, SubFigure or Axes), or None."""
-    from matplotlib.figure import Figure
-
-    # Axes -> (Sub)Figure -> Figure.
-    for _ in range(4):
-        if isinstance(obj, Figure):
-            return obj
-        obj = getattr(obj, "figure", None)
-    return None
-
-
-def figure_png(figure: Any, dpi: float = 80, *, fast: bool = False) -> bytes:
-    """A matplotlib figure as PNG bytes; the figure is closed afterwards.
-
-    The PNG holds no ``Software`` text chunk (it names the matplotlib
-    version, which would change the bytes between versions).
-
-    Args:
-        figure: a matplotlib Figure, or an Axes of it.
-        dpi: resolution of the PNG.
-        fast: light compression (for a PNG that only travels to a browser
-            next to the kernel: ~0.1 s less per figure for ~4% more bytes);
-            default: the smallest PNG, for pages that embed every frame.
-
-    Raises:
-        TypeError: ``figure`` is neither a Figure nor an Axes.
-    """
-    import matplotlib.pyplot as plt
-
-    fig = _figure(figure)
-    if fig is None:
-        raise TypeError(f"expected a matplotlib Figure or Axes, got {type(figure).__name__}")
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(
-            buffer,
-            format="png",
-            dpi=dpi,
-            metadata={"Software": None},
-            pil_kwargs={"compress_level": 1} if fast else {"optimize": True},
-        )
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
-
-
-def _figure_of(result: Any, new_figures: list[Any]) -> Any:
-    """The matplotlib Figure that ``draw`` returned (or made)."""
-    import numpy as np
-
-    obj = result
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.size:
-        obj = obj.flat[0]  # an array of Axes, as plt.subplots returns
-    if obj is None and len(new_figures) == 1:
-        obj = new_figures[0]  # draw() used pyplot and returned nothing
-    fig = _figure(obj)
-    if fig is None:
-        raise TypeError(
-            "draw must return a matplotlib Figure or Axes (or create exactly one "
-            f"pyplot figure); got {type(result).__name__}"
-        )
-    return fig
-
-
-def _render(draw: Callable[..., Any], args: tuple[Any, ...], dpi: float) -> bytes:
-    """Call ``draw(*args)``, save its figure as PNG, close every figure it made."""
-    import matplotlib.pyplot as plt
-
-    before = set(plt.get_fignums())
-    fig = None
-    try:
-        result = draw(*args)
-        new = [plt.figure(n) for n in plt.get_fignums() if n not in before]
-        fig = _figure_of(result, new)
-        return figure_png(fig, dpi)
-    finally:
-        # Pages embed every frame: leaking one open figure per frame would
-        # also leak its memory for the life of the kernel.
-        for n in set(plt.get_fignums()) - before:
-            plt.close(n)
-        if fig is not None:
-            plt.close(fig)
-
-
 def _passthrough(frame: Any) -> Any:
     return frame
 
@@ -402,7 +317,7 @@ def scrubber(
     pngs = []
     for i, args in enumerate(calls):
         try:
-            pngs.append(_render(draw, args, dpi))
+            pngs.append(draw_png(draw, args, dpi))
         except Exception as e:
             if hasattr(e, "add_note"):
                 e.add_note(f"while drawing frame {i} ({labels[i]}) of a scrubber")

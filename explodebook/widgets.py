@@ -15,7 +15,7 @@ from typing import Any
 from explodebook.cache import cached_run
 from explodebook.checks import check_frameworks, describe, expect, expect_spec, plain
 from explodebook.metrics import status
-from explodebook.scrubber import figure_png
+from explodebook.render import figure_png
 from explodebook.spec import CHOICES, RunSpec
 from explodebook.trace import Trace
 
