@@ -185,3 +185,249 @@ def test_grading_an_assignment_without_checks_says_so(tmp_path) -> None:
         grade_notebook(notebook, autograder)
     with pytest.raises(FileNotFoundError, match="no submission"):
         grade_notebook(tmp_path / "missing.ipynb", autograder)
+
+
+# -- grading's parts that run no notebook (fast) ----------------------------------
+
+import json  # noqa: E402
+import zipfile  # noqa: E402
+
+from explodebook import RunSpec  # noqa: E402
+from explodebook.coursework import answers  # noqa: E402
+from explodebook.coursework.grading import (  # noqa: E402
+    UnreadableNotebook,
+    feedback_names,
+    read_notebook,
+)
+from explodebook.coursework.scoring import Checks  # noqa: E402
+from explodebook.coursework.submissions import Submission, discover  # noqa: E402
+
+
+def test_answers_cross_as_plain_json_and_come_back_equal() -> None:
+    from explodebook.trace import Trace
+
+    layers = ["a", "b"]
+    trace = Trace(spec=RunSpec(steps=3), framework="torch", layers=layers,
+                  loss=[1.0, 2.0, float("nan")], grad_norm_total=[1, 2, 3],
+                  grad_norms=np.ones((3, 2)), clipped_grad_norms=np.ones((3, 2)),
+                  grad_max_abs=np.ones((3, 2)), weight_norms=np.ones((3, 2)),
+                  first_nonfinite_step=2, first_nonfinite_kind="loss")
+    values = {
+        "n": 3, "x": 0.5, "b": True, "s": "text", "none": None, "blank": ...,
+        "inf": float("inf"), "list": [1, 2.5], "tuple": (1, "a"), "set": {1, 2},
+        "dict": {0.0: [1, 2], "k": (3,), (1, 2): None},
+        "array": np.arange(6, dtype=np.float32).reshape(2, 3), "scalar": np.float64(2.5),
+        "spec": RunSpec(l2=0.01), "trace": trace,
+    }
+    text = answers.dumps(values)
+    assert "pickle" not in text and json.loads(text)  # plain JSON
+    back = answers.loads(text)
+    for name in ("n", "x", "b", "s", "none", "list", "tuple", "set", "dict", "spec", "scalar"):
+        assert back[name] == values[name], name
+    assert back["blank"] is Ellipsis and back["inf"] == float("inf")
+    assert back["array"].dtype == np.float32 and np.array_equal(back["array"], values["array"])
+    assert back["trace"].equals(trace)
+
+
+def test_answers_refuse_what_they_cannot_rebuild() -> None:
+    class Custom:
+        pass
+
+    assert isinstance(answers.loads(answers.dumps({"c": Custom()}))["c"], answers.Unreadable)
+    assert "too large" in repr(answers.decode(answers.encode(list(range(answers.MAX_ITEMS + 1)))))
+    # whatever the student's process writes, the grader gets data or Unreadable
+    hostile = [
+        {"$": "pickle", "data": "gASV"},
+        {"$": "ndarray", "dtype": "object", "shape": [1], "data": [1]},
+        {"$": "ndarray", "dtype": "float64", "shape": [5], "data": [1]},
+        {"$": "Trace", "header": {"$": "dict", "items": []}, "arrays": {}},
+        {"$": "RunSpec", "fields": {"$": "dict", "items": [["depth", -1]]}},
+        {"$": "dict", "items": [[[1], 2]]},
+        {"unknown": "object"},
+    ]
+    for data in hostile:
+        assert isinstance(answers.decode(data), answers.Unreadable), data
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(answers.DecodeError):
+        answers.loads('{"x": ' + deep + "}")
+    with pytest.raises(answers.DecodeError):
+        answers.loads("[1, 2]")
+
+
+def _zip_with(tmp_path, tests: dict[str, str]):
+    path = tmp_path / "autograder.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, source in tests.items():
+            archive.writestr(f"tests/{name}.py", source)
+    return path
+
+
+_TEST_FILE = '''
+from otter.test_files import test_case
+OK_FORMAT = False
+name = "q1"
+points = 3
+
+@test_case(points=None, hidden=False)
+def test_form(x):
+    assert isinstance(x, int), f"x should be an int, got {x!r}"
+
+@test_case(points=None, hidden=True)
+def test_value(x, y):
+    secret = 42
+    assert x == secret, "x is not the answer"
+
+@test_case(points=None, hidden=True)
+def test_crash(y):
+    y["key"]
+'''
+
+
+def test_checks_come_from_the_zip_and_say_only_their_message(tmp_path) -> None:
+    checks = Checks.from_zip(_zip_with(tmp_path, {"q1": _TEST_FILE}))
+    assert checks.possible == {"q1": 3.0} and checks.names == ("x", "y")
+    good = checks.score({"x": 42, "y": answers.encode({"key": 1})})["q1"]
+    assert good.score == 3 and not good.messages
+    bad = checks.score({"x": answers.encode(41), "y": answers.encode([1])})["q1"]
+    assert bad.score == 1 and bad.possible == 3
+    assert bad.messages == [
+        "x is not the answer",
+        "a check could not use your answer (TypeError): is each answer of the kind the "
+        "question asks for?",
+    ]
+    assert "secret" not in " ".join(bad.messages) and "42" not in " ".join(bad.messages)
+    missing = checks.score({"x": 42})["q1"]
+    assert "`y` is not defined" in missing.messages[0] and missing.score == 1
+    blank = checks.score({"x": answers.encode(...), "y": answers.encode(...)})["q1"]
+    assert blank.messages == ["`x` is still Ellipsis: replace the `...` in the answer cell "
+                              "with your answer and run the cell",
+                              "`y` is still Ellipsis: replace the `...` in the answer cell "
+                              "with your answer and run the cell"]
+
+
+def test_a_check_may_not_change_the_answer_the_next_one_sees(tmp_path) -> None:
+    source = '''
+from otter.test_files import test_case
+OK_FORMAT = False
+name = "q"
+points = 2
+@test_case(points=None)
+def test_a(values):
+    values.clear()
+@test_case(points=None)
+def test_b(values):
+    assert values == [1, 2], "changed"
+'''
+    checks = Checks.from_zip(_zip_with(tmp_path, {"q": source}))
+    assert checks.score({"values": answers.encode([1, 2])})["q"].score == 2
+
+
+def test_notebooks_are_read_as_data(tmp_path) -> None:
+    notebook = {
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+        "cells": [
+            {"cell_type": "code", "source": ["x = 1\n", "y = 2"], "metadata": {}},
+            {"cell_type": "code", "source": "slow()", "metadata": {"tags": ["otter_ignore"]}},
+            {"cell_type": "markdown", "source": "text", "metadata": {}},
+        ],
+    }
+    path = tmp_path / "a.ipynb"
+    path.write_text(json.dumps(notebook))
+    cells, digest = read_notebook(path)
+    assert cells == [{"index": 0, "source": "x = 1\ny = 2"}] and len(digest) == 64
+    for content, message in [(b"\xff\xfe", "not JSON"), (b'{"nbformat": 3}', "format 4"),
+                             (b'{"nbformat": 4, "cells": {}}', "no list of cells")]:
+        path.write_bytes(content)
+        with pytest.raises(UnreadableNotebook, match=message):
+            read_notebook(path)
+
+
+def _touch(path, content: bytes = b"{}") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def test_platform_layouts_name_the_students(tmp_path) -> None:
+    canvas = tmp_path / "canvas"
+    _touch(canvas / "doejane_12345_678901_hw07.ipynb")
+    _touch(canvas / "roebob_LATE_23456_789012_hw07-1.ipynb")
+    _touch(canvas / "roebob_LATE_23456_789012_notes.pdf")
+    _touch(canvas / "kimlee_34567_890123_report.pdf")
+    rows = discover([canvas])
+    assert {(r.student, r.layout, r.notebook) for r in rows} == {
+        ("doejane", "canvas", True), ("roebob", "canvas", True), ("kimlee", "canvas", False)}
+    assert "no notebook" in next(r.note for r in rows if r.student == "kimlee")
+
+    moodle = tmp_path / "moodle"
+    _touch(moodle / "Jane Doe_123456_assignsubmission_file_" / "hw07.ipynb")
+    _touch(moodle / "Bob Roe_234567_assignsubmission_file_" / "a.ipynb")
+    _touch(moodle / "Bob Roe_234567_assignsubmission_file_" / "b.ipynb")
+    (moodle / "Lee Kim_345678_assignsubmission_file_").mkdir()
+    rows = discover([moodle])
+    assert sorted((r.student, r.notebook) for r in rows) == [
+        ("Bob Roe", True), ("Bob Roe", True), ("Jane Doe", True), ("Lee Kim", False)]
+    assert all("one of 2 notebooks" in r.note for r in rows if r.student == "Bob Roe")
+
+    blackboard = tmp_path / "blackboard"
+    _touch(blackboard / "Homework 7_jdoe_attempt_2024-03-05-14-22-10_hw07.ipynb")
+    _touch(blackboard / "Homework 7_jdoe_attempt_2024-03-05-14-22-10.txt", b"receipt")
+    rows = discover([blackboard])
+    assert [(r.student, r.layout) for r in rows] == [("jdoe", "blackboard")]
+
+    gradescope = tmp_path / "gradescope"
+    _touch(gradescope / "submission_111" / "hw07.ipynb")
+    _touch(gradescope / "submission_222" / "nested" / "hw.ipynb")
+    (gradescope / "submission_metadata.yml").write_text(
+        "submission_111:\n  :submitters:\n  - :name: Jane Doe\n    :sid: '1'\n"
+        "submission_222:\n  :submitters:\n  - :name: Bob Roe\n  - :name: Lee Kim\n")
+    rows = discover([gradescope])
+    assert [(r.student, r.path.name) for r in rows] == [
+        ("Jane Doe", "hw07.ipynb"), ("Bob Roe & Lee Kim", "hw.ipynb")]
+
+    plain = tmp_path / "plain"
+    _touch(plain / "alice.ipynb")
+    _touch(plain / ".ipynb_checkpoints" / "alice-checkpoint.ipynb")
+    _touch(plain / "bob.txt")
+    assert [(r.student, r.notebook) for r in discover([plain])] == [
+        ("alice", True), ("bob.txt", False)]
+
+
+def test_zips_are_extracted_safely(tmp_path) -> None:
+    good = tmp_path / "download.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.writestr("doejane_12345_678901_hw07.ipynb", "{}")
+    rows = discover([good], tmp_path / "unpacked")
+    assert [r.student for r in rows] == ["doejane"]
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../../escaped.ipynb", "{}")
+    with pytest.raises(ValueError, match="outside itself"):
+        discover([evil], tmp_path / "unpacked")
+    assert not (tmp_path / "escaped.ipynb").exists()
+
+
+def test_feedback_files_have_distinct_safe_names(tmp_path) -> None:
+    subs = [Submission(tmp_path / "a" / "hw.ipynb", "hw", "files"),
+            Submission(tmp_path / "b" / "hw.ipynb", "hw", "files"),
+            Submission(tmp_path / "x.ipynb", "../../etc/passwd", "files"),
+            Submission(tmp_path / "y.ipynb", "HW", "files")]
+    names = feedback_names(subs)
+    assert len({n.lower() for n in names}) == 4
+    assert all("/" not in n and not n.startswith(".") for n in names)
+
+
+def test_grading_a_folder_without_notebooks_still_gives_every_file_a_row(tmp_path) -> None:
+    autograder = _zip_with(tmp_path, {"q1": _TEST_FILE})
+    folder = tmp_path / "handed-in"
+    _touch(folder / "=SUM(A1).pdf", b"%PDF")
+    _touch(folder / "broken.ipynb", b"not json")
+    csv = tmp_path / "grades.csv"
+    from explodebook.coursework.__main__ import main as cli
+
+    assert cli(["grade", str(autograder), str(folder), "--csv", str(csv)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(csv, index_col="submission", keep_default_na=False)
+    assert list(table["status"]) == ["missing", "unreadable"]
+    assert list(table["possible"]) == [3, 3] and list(table["total"]) == [0, 0]
+    assert table["student"].iloc[0] == "'=SUM(A1).pdf"  # not a formula in a spreadsheet
