@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import myst_nb
+import torch
 
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 _CELL = re.compile(r"```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
@@ -54,11 +56,16 @@ def run_cells(chapter: str, through: str) -> dict[str, Any]:
 
     namespace: dict[str, Any] = {"__name__": f"chapter_{chapter}", "_glued": glued}
     original = myst_nb.glue
+    threads = torch.get_num_threads()
     myst_nb.glue = glue
+    # The chapter's set-up changes process-wide state (the plot style, PyTorch's
+    # threads): give it back, so tests that run later see the defaults.
     try:
-        for cell in cells[: last + 1]:
-            exec(compile(cell, f"<chapter {chapter} cell>", "exec"), namespace)
+        with mpl.rc_context():
+            for cell in cells[: last + 1]:
+                exec(compile(cell, f"<chapter {chapter} cell>", "exec"), namespace)
     finally:
         myst_nb.glue = original
+        torch.set_num_threads(threads)
         plt.close("all")
     return namespace
