@@ -347,11 +347,11 @@ def sweep_scrubber(
     max_seconds: float | None = budget.DEFAULT,
     progress: bool | None = None,
 ) -> Scrubber:
-    """`sweep` then `scrubber`: one slider position per value of ``field``.
+    """`explodebook.sweep.sweep` then `scrubber`: one slider position per value of ``field``.
 
     Args:
         base, field, values, framework, cache, max_seconds, progress: as
-            in `sweep`.
+            in `explodebook.sweep.sweep`.
         draw: called with the traces of one value, one per framework
             (``draw(trace)`` or ``draw(torch_trace, keras_trace)``).
         labels, title, start, dpi: as in `scrubber`.
