@@ -34,6 +34,7 @@ from explodebook.trace import Trace, locate_nonfinite
 
 __all__ = [
     "FRAMEWORK_COLORS",
+    "FRAMEWORK_LINESTYLES",
     "SERIES_COLORS",
     "DIVERGENCE_COLOR",
     "NONFINITE_COLOR",
@@ -99,6 +100,11 @@ _MARKERS_UP_TO = 30  # short runs get a dot per step, so single steps show
 def style_path() -> str:
     """Path of the book's matplotlib style file, ``explodebook.mplstyle``."""
     return str(resources.files("explodebook").joinpath("explodebook.mplstyle"))
+
+
+#: Line style of each framework where both share an axes (`loss_curve`,
+#: `grad_norm_curve`): PyTorch solid, Keras dashed on top of it.
+FRAMEWORK_LINESTYLES = {"torch": "-", "keras": "--"}
 
 
 def use_style() -> None:
@@ -654,12 +660,16 @@ def _step_lines(
     line_colors = _trace_colors(traces, colors)
     ax = _axes(ax)
     arrays = []
+    # Both frameworks on one axes often agree to the pixel: dash Keras's line
+    # so that PyTorch's, drawn first, still shows beneath it.
+    both = len({trace.framework for trace in traces}) > 1
     for trace, name, color in zip(traces, names, line_colors):
         values = np.asarray(getattr(trace, quantity), dtype=np.float64)
         arrays.append(values)
         shown = _for_log(values) if log else np.where(np.isfinite(values), values, np.nan)
+        style = FRAMEWORK_LINESTYLES[trace.framework] if both else "-"
         ax.plot(np.arange(values.size), shown, color=color, label=name, lw=1.1,
-                **_marker_style(values.size))
+                linestyle=style, **_marker_style(values.size))
     if log:
         _log_y(ax, arrays)
     _cover_steps(ax, max((a.size for a in arrays), default=0))

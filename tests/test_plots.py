@@ -256,3 +256,17 @@ def test_use_style_loads_the_packaged_style() -> None:
         assert not any(
             same_color(c, f) for c in cycle for f in plots.FRAMEWORK_COLORS.values()
         )
+
+
+def test_both_frameworks_on_one_axes_stay_visible_when_they_agree():
+    # Chapter 7's widget drew Keras exactly over PyTorch: only one line showed.
+    torch_trace = hand_trace(np.linspace(3.0, 1.0, 50))
+    keras_trace = hand_trace(np.linspace(3.0, 1.0, 50), framework="keras")
+    ax = plots.loss_curve([torch_trace, keras_trace])
+    assert [line.get_linestyle() for line in ax.get_lines()[:2]] == ["-", "--"]
+    legend = {t.get_text(): h.get_linestyle() for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    assert legend == {"PyTorch": "-", "Keras": "--"}
+    # One framework alone keeps solid lines.
+    ax = plots.loss_curve([keras_trace])
+    assert ax.get_lines()[0].get_linestyle() == "-"
+    plt.close("all")
