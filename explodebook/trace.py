@@ -223,6 +223,106 @@ class Trace:
             wall_time=wall_time,
         )
 
+    @classmethod
+    def from_parameter_record(
+        cls,
+        values: np.ndarray,
+        *,
+        framework: str,
+        layers: list[str],
+        owner: np.ndarray,
+        parameter_names: list[str],
+        spec: RunSpec | None = None,
+        wall_time: float = 0.0,
+        extra: dict[str, Any] | None = None,
+    ) -> Trace:
+        """Build a trace from a monitor's per-parameter record (both frameworks).
+
+        The monitors (`explodebook.monitor`) record one column per
+        parameter (variable) where the backends record one per layer, in the
+        same order as `from_record`, without the total column.
+
+        Args:
+            values: ``(n, 1 + 4 * P)`` float64; each row is the loss, then
+                ``P`` columns each of: gradient L2 norms, gradient L2 norms
+                after clipping, largest ``|gradient element|`` and weight L2
+                norms, one column per parameter.
+            framework: ``"torch"`` or ``"keras"``.
+            layers: the ``L`` layer names, input to output.
+            owner: ``(P,)`` index of each parameter's layer.
+            parameter_names: the ``P`` parameter names.
+            spec: the run's `RunSpec` when the model is one of the book's
+                runs rebuilt by hand; ``None`` (a model of your own) leaves
+                the trace without one (``Trace.spec is None``).
+            wall_time: seconds of training, for ``Trace.wall_time``.
+            extra: more entries for ``Trace.extra`` (JSON-serialisable).
+
+        Returns:
+            the `Trace`. Layer norms combine their parameters' norms in
+            float64 (``sqrt`` of the sum of squares), so a layer norm is
+            finite exactly when its parameters' are; ``grad_norm_total``
+            combines all of them the same way; the first non-finite step,
+            kind and layer follow `locate_nonfinite`, and
+            ``extra["first_nonfinite_parameter"]`` names the parameter by
+            the same rule.
+
+        Raises:
+            ValueError: ``values`` has the wrong shape, or ``owner`` does
+                not give a layer index for every parameter.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        owner = np.asarray(owner)
+        n_params, n_layers = len(parameter_names), len(layers)
+        if values.ndim != 2 or values.shape[1] != 1 + 4 * n_params:
+            raise ValueError(
+                f"values must have shape (n, {1 + 4 * n_params}) for {n_params} parameters, "
+                f"got {values.shape}"
+            )
+        if owner.shape != (n_params,) or (
+            n_params and (owner.min() < 0 or owner.max() >= n_layers)
+        ):
+            raise ValueError(
+                f"owner must give one layer index in [0, {n_layers}) for each of the "
+                f"{n_params} parameters"
+            )
+        loss = values[:, 0]
+        grad, clipped, max_abs, weight = (
+            values[:, 1 + i * n_params : 1 + (i + 1) * n_params] for i in range(4)
+        )
+        with np.errstate(invalid="ignore", over="ignore"):
+            grad_sq = sum_layers(grad**2, owner, n_layers)
+            grad_norms = np.sqrt(grad_sq)
+            weight_norms = np.sqrt(sum_layers(weight**2, owner, n_layers))
+            clipped_norms = np.sqrt(sum_layers(clipped**2, owner, n_layers))
+            total = np.sqrt(grad_sq.sum(axis=1))
+        step, kind, layer = locate_nonfinite(loss, grad_norms, weight_norms, layers)
+        info: dict[str, Any] = {
+            "parameters": {
+                name: [parameter_names[i] for i in np.flatnonzero(owner == k)]
+                for k, name in enumerate(layers)
+            },
+            "first_nonfinite_parameter": _blame_parameter(
+                step, kind, grad, weight, parameter_names
+            ),
+        }
+        info.update(extra or {})
+        return cls(
+            spec=spec,
+            framework=framework,
+            layers=layers,
+            loss=loss,
+            grad_norm_total=total,
+            grad_norms=grad_norms,
+            clipped_grad_norms=clipped_norms,
+            grad_max_abs=max_layers(max_abs, owner, n_layers),
+            weight_norms=weight_norms,
+            first_nonfinite_step=step,
+            first_nonfinite_kind=kind,
+            first_nonfinite_layer=layer,
+            wall_time=float(wall_time),
+            extra=info,
+        )
+
     # -- persistence (npz + JSON, no pickle) ------------------------------
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -386,3 +486,19 @@ def sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarr
 def max_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
     """Largest per-parameter value of each layer: ``(n, P)`` -> ``(n, L)``."""
     return np.column_stack([values[:, owner == k].max(axis=1) for k in range(n_layers)])
+
+
+def _blame_parameter(
+    step: int | None,
+    kind: str | None,
+    grad: np.ndarray,
+    weight: np.ndarray,
+    names: list[str],
+) -> str | None:
+    """The parameter to blame, by the rule `locate_nonfinite` uses for layers."""
+    if step is None or kind == "loss":
+        return None
+    if kind == "weight":
+        return names[int(np.argmax(~np.isfinite(weight[step])))]
+    bad = ~np.isfinite(grad[step])
+    return names[len(names) - 1 - int(np.argmax(bad[::-1]))]

@@ -93,3 +93,42 @@ def test_earliest_step_wins() -> None:
     loss = np.array([1.0, 1.0, np.nan, np.nan])
     grads = grid(4, {(3, 0): np.nan})
     assert locate_nonfinite(loss, grads, grid(4), LAYERS)[0] == 2
+
+
+def test_parameter_record_has_the_layout_of_the_layer_record() -> None:
+    # One parameter per layer: the monitors' record is the backends' record
+    # without the total column, and both make the same trace.
+    spec = RunSpec(depth=2, steps=4)
+    L = len(LAYERS)
+    record = np.abs(np.random.default_rng(1).normal(size=(4, 2 + 4 * L)))
+    record[:, 1] = np.sqrt((record[:, 2 : 2 + L] ** 2).sum(axis=1))
+    record[3, 2 + 3 * L + 1] = np.inf  # last step: dense_2's weights
+    layer_trace = Trace.from_record(record, spec, "keras")
+    params = Trace.from_parameter_record(
+        np.delete(record, 1, axis=1), framework="keras", layers=LAYERS,
+        owner=np.arange(L), parameter_names=[f"{name}/w" for name in LAYERS], spec=spec,
+    )
+    assert params.equals(layer_trace)
+    assert params.extra["first_nonfinite_parameter"] == "dense_2/w"
+
+
+def test_parameter_record_sums_the_parameters_of_a_layer() -> None:
+    # Two layers, three parameters: (n, 1 + 4 * 3) = loss, grad, clipped, max, weight.
+    grad, clipped, big, weight = [3.0, 4.0, 2.0], [0.3, 0.4, 0.2], [1.0, 5.0, 2.0], [6.0, 8.0, 1.0]
+    values = np.array([[0.5, *grad, *clipped, *big, *weight]])
+    trace = Trace.from_parameter_record(
+        values, framework="torch", layers=["a", "b"], owner=np.array([0, 0, 1]),
+        parameter_names=["a.w", "a.b", "b.w"],
+    )
+    np.testing.assert_allclose(trace.grad_norms, [[5.0, 2.0]])
+    np.testing.assert_allclose(trace.clipped_grad_norms, [[0.5, 0.2]])
+    np.testing.assert_allclose(trace.grad_max_abs, [[5.0, 2.0]])
+    np.testing.assert_allclose(trace.weight_norms, [[10.0, 1.0]])
+    np.testing.assert_allclose(trace.grad_norm_total, [np.sqrt(29.0)])
+    assert trace.extra["parameters"] == {"a": ["a.w", "a.b"], "b": ["b.w"]}
+    with pytest.raises(ValueError, match=r"shape \(n, 13\) for 3 parameters"):
+        Trace.from_parameter_record(
+            values[:, :-1], framework="torch", layers=["a", "b"], owner=np.array([0, 0, 1]),
+            parameter_names=["a.w", "a.b", "b.w"],
+        )
+

@@ -69,7 +69,6 @@ from explodebook.backends.keras import _clip  # noqa: I001
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from explodebook.monitor import assemble_trace  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 
@@ -220,7 +219,7 @@ class GradientMonitor(keras.callbacks.Callback):
                 "the monitor saw no loss: the model's train_step did not call "
                 "compute_loss (a custom train_step should call self.compute_loss)"
             )
-        return assemble_trace(
+        return Trace.from_parameter_record(
             np.concatenate(self._rows),
             framework="keras",
             layers=self.layers,
@@ -400,7 +399,8 @@ class GradientMonitor(keras.callbacks.Callback):
         clipped = grad_norms
         if self._clipping:  # what the optimizer will apply, clipped its own way
             clipped = self._reducer.l2(_clip(self.model.optimizer, grads))
-        row = tf.concat([loss, grad_norms, weight_norms, grad_max, clipped], axis=0)
+        # The layout of Trace.from_parameter_record, one column per variable.
+        row = tf.concat([loss, grad_norms, clipped, grad_max, weight_norms], axis=0)
         size = self._buffer.shape[0]
         self._buffer.scatter_nd_update([[self._counter % size]], row[None])
         self._counter.assign_add(1)

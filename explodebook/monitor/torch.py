@@ -50,8 +50,8 @@ tensors (no synchronisation, no ``.item()``) until ``trace()`` is called; every
 one flat vector and compute the norms in blocks, `explodebook.flat`:
 cheaper for their tiny networks, but a user's model may be large, where
 a per-step copy of every weight would cost more than the norms.)
-`explodebook.monitor.assemble_trace` turns the record into a `Trace`, the
-same way for both frameworks.
+`Trace.from_parameter_record` turns the record into a `Trace`, the same
+way for both frameworks.
 
 Layers are the modules that directly own trainable parameters, named by
 their qualified names (``model.named_modules()``), in registration order,
@@ -79,7 +79,6 @@ import_torch()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from explodebook.monitor import assemble_trace  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 
@@ -324,7 +323,7 @@ class GradientMonitor:
                 f"step {first} has no loss: pass loss_fn=<your nn.Module loss> to "
                 "GradientMonitor, or call monitor.log_loss(loss) before optimizer.step()"
             )
-        return assemble_trace(
+        return Trace.from_parameter_record(
             self._values(),
             framework="torch",
             layers=self.layers,
@@ -429,13 +428,15 @@ class GradientMonitor:
         self._steps.append((loss, [*norms[: 2 * P], *clipped], norms[2 * P :]))
 
     def _stack(self, steps: list[tuple[Any, ...]]) -> torch.Tensor:
-        # (k, 1 + 4P) float64 in the layout of `assemble_trace`: three
-        # stacks of many 0-d tensors each (stack promotes mixed dtypes).
+        # (k, 1 + 4P) float64 in the layout of `Trace.from_parameter_record`
+        # (loss, gradient norms, clipped, largest elements, weight norms):
+        # three stacks of many 0-d tensors each (stack promotes mixed dtypes).
         P, k = len(self.params), len(steps)
         loss = torch.stack([row[0] for row in steps]).to(torch.float64).reshape(k, 1)
         l2 = torch.stack([v for row in steps for v in row[1]]).to(torch.float64).reshape(k, 3 * P)
         largest = torch.stack([v for row in steps for v in row[2]]).to(torch.float64).reshape(k, P)
-        return torch.cat([loss, l2[:, : 2 * P], largest, l2[:, 2 * P :]], dim=1)
+        grad, weight, clipped = l2[:, :P], l2[:, P : 2 * P], l2[:, 2 * P :]
+        return torch.cat([loss, grad, clipped, largest, weight], dim=1)
 
     def _values(self) -> np.ndarray:
         parts = self._chunks + ([self._stack(self._steps)] if self._steps else [])
