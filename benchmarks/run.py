@@ -172,7 +172,7 @@ def keras_fit(spec: RunSpec, callback: bool) -> Callable[[], None]:
             self.rows.append([float(np.linalg.norm(w)) for w in self.model.get_weights()])
 
     model = backend.build(spec)
-    model.compile(optimizer=backend.make_optimizer(spec), loss="mse")
+    model.compile(optimizer=backend.make_optimizer(spec, model.trainable_variables), loss="mse")
 
     def train() -> None:
         model.fit(
@@ -196,8 +196,7 @@ def keras_bare(spec: RunSpec) -> Callable[[], None]:
     X, y = tf.constant(X_np), tf.constant(y_np)
     batches = batch_indices(len(X_np), spec.batch_size, spec.steps, spec.seed)
     model = backend.build(spec)
-    optimizer = backend.make_optimizer(spec)
-    optimizer.build(model.trainable_variables)
+    optimizer = backend.make_optimizer(spec, model.trainable_variables)
     mse = keras.losses.MeanSquaredError()
 
     @tf.function

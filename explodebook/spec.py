@@ -10,7 +10,7 @@ from typing import Any
 
 from explodebook.checks import expect, plain
 
-__all__ = ["RunSpec", "SpecError", "CHOICES", "check_choice"]
+__all__ = ["RunSpec", "SpecError", "CHOICES", "NORM_EPSILON", "BATCH_NORM_MOMENTUM", "check_choice"]
 
 #: Allowed values of the string-valued fields.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -40,6 +40,15 @@ _LIMITS = {
     "batch_size": 1000,
     "steps": 100_000,
 }
+
+
+#: Epsilon of both normalization layers of ``normalization="batch"`` /
+#: ``"layer"`` (Keras' default; PyTorch's is 1e-5): one value for both
+#: frameworks, so that their runs agree.
+NORM_EPSILON = 1e-3
+#: Batch normalization's moving-statistics momentum in Keras' convention
+#: (the weight of the old value); PyTorch's ``momentum`` is ``1 -`` this.
+BATCH_NORM_MOMENTUM = 0.99
 
 
 class SpecError(ValueError):

@@ -48,7 +48,7 @@ def _tape_step(spec: RunSpec):
         are lists (per layer) of lists of variables and gradient tensors.
     """
     model = kb.build(spec)
-    groups = kb.layer_variables(model, spec)
+    groups = kb.layer_weights(model, spec)
     variables = [v for g in groups for v in g]
     X, y = dataset_for(spec)
     idx = batch_indices(len(X), spec.batch_size, spec.steps, seed=spec.seed)[0]
@@ -168,7 +168,7 @@ def test_optimizer_applies_tensorflow_clipping(mode):
     model, groups, grads, _, _ = _tape_step(spec)
     variables = _flat(groups)
     before = [v.numpy() for v in variables]
-    kb.make_optimizer(spec).apply_gradients(zip(_flat(grads), variables))
+    kb.make_optimizer(spec, variables).apply_gradients(zip(_flat(grads), variables))
     applied = [b - v.numpy() for b, v in zip(before, variables)]
     reference = _tf_clip(spec, _flat(grads))
     for a, r in zip(applied, reference):
@@ -270,7 +270,7 @@ def test_normalization_variables_join_their_hidden_layer(kind):
     assert norm.epsilon == 1e-3
     if kind == "batch":
         assert norm.momentum == 0.99
-    groups = kb.layer_variables(model, spec)
+    groups = kb.layer_weights(model, spec)
     assert [len(g) for g in groups] == [4, 4, 2]
     assert groups[0][2] is norm.gamma and groups[0][3] is norm.beta
     # moving statistics are not trainable, so not recorded
@@ -285,10 +285,12 @@ def test_normalization_variables_join_their_hidden_layer(kind):
 
 
 def test_linear_warmup_schedule_values():
-    schedule = kb.LinearWarmup(0.01, 4)
+    schedule = kb._LinearWarmup(0.01, 4)
     values = [float(schedule(t)) for t in range(6)]
     np.testing.assert_allclose(values, [0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01], rtol=1e-6)
-    assert kb.make_optimizer(RunSpec(warmup_steps=4)).learning_rate.numpy() == pytest.approx(
+    spec = RunSpec(warmup_steps=4)
+    variables = _flat(kb.layer_weights(kb.build(spec), spec))
+    assert kb.make_optimizer(spec, variables).learning_rate.numpy() == pytest.approx(
         0.0025
     )
 

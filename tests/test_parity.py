@@ -128,7 +128,7 @@ def test_a_large_network_is_recorded_one_step_at_a_time_and_agrees():
     # recorder flushes every step, Keras runs one-step chunks). Every
     # step is still recorded, and the two agree.
     spec = RunSpec(depth=2, width=1024, clipnorm=1.0, task="regression-scaled", steps=3)
-    assert tb.LayerRecorder(tb.layer_parameters(tb.build(spec), spec), True).flush_every == 1
+    assert tb.LayerRecorder(tb.layer_weights(tb.build(spec), spec), True).flush_every == 1
     a, b = _assert_same_steps(spec)
     assert a.steps_run == 3 and np.isfinite(a.weight_norms).all()
 

@@ -83,7 +83,7 @@ def test_clipnorm_clips_each_variable_separately() -> None:
     model, params = grads_after_one_backward(spec)
     # each variable's gradient is rescaled to norm min(|g|, threshold)
     per_variable = [min(float(p.grad.norm()), threshold) for p in params]
-    groups = backend.layer_parameters(model, spec)
+    groups = backend.layer_weights(model, spec)
     sizes = [len(g) for g in groups]
     expected = [
         np.sqrt(sum(v**2 for v in per_variable[sum(sizes[:i]) : sum(sizes[: i + 1])]))
@@ -100,7 +100,7 @@ def test_clipvalue_bounds_every_element() -> None:
     nn.utils.clip_grad_value_(params, 0.5)
     trace = backend.run(spec)
     model = backend.build(spec)
-    groups = backend.layer_parameters(model, spec)
+    groups = backend.layer_weights(model, spec)
     flat = [p.grad for p in params]
     start = 0
     for layer, group in enumerate(groups):
@@ -202,7 +202,7 @@ def test_huge_but_finite_gradients_are_not_called_non_finite() -> None:
 def test_normalization_parameters_join_their_hidden_layer(kind: str) -> None:
     spec = RunSpec(depth=2, width=8, normalization=kind, l2=0.1, steps=1)
     model = backend.build(spec)
-    groups = backend.layer_parameters(model, spec)
+    groups = backend.layer_weights(model, spec)
     norm = model[0].norm
     assert isinstance(norm, nn.BatchNorm1d if kind == "batch" else nn.LayerNorm)
     assert norm.eps == 1e-3
@@ -237,7 +237,7 @@ def test_residual_blocks_add_their_input_except_the_first() -> None:
 
 def test_warmup_changes_the_learning_rate_linearly_per_step() -> None:
     spec = RunSpec(task="regression-scaled", warmup_steps=4, momentum=0.0, steps=6)
-    factor = backend.warmup_factor(spec.warmup_steps)
+    factor = backend._warmup_factor(spec.warmup_steps)
     assert [factor(t) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     # With plain SGD, step t moves the weights by lr_t * g_t: replay it.
     model = backend.build(spec)

@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 
 from explodebook.data import batch_indices, dataset_for  # noqa: E402
 from explodebook.flat import FlatLayout, first_nonfinite_row  # noqa: E402
-from explodebook.spec import RunSpec  # noqa: E402
+from explodebook.spec import BATCH_NORM_MOMENTUM, NORM_EPSILON, RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 from explodebook.weights import LayerWeights, initial_weights, input_size, layer_names  # noqa: E402
 
@@ -55,15 +55,12 @@ if keras.backend.backend() != "tensorflow":
 
 __all__ = [
     "build",
-    "run",
     "load_weights",
-    "layer_variables",
+    "layer_weights",
     "make_optimizer",
     "RecurrentRegressor",
+    "run",
     "clear_cache",
-    "CHUNK_STEPS",
-    "LinearWarmup",
-    "make_norm",
 ]
 
 #: Steps per call of the compiled training loop. Between calls the run
@@ -77,14 +74,7 @@ _CELLS: dict[str, type[keras.layers.Layer]] = {
 }
 
 
-#: Epsilon of both normalization layers (Keras' default; PyTorch's is 1e-5).
-NORM_EPSILON = 1e-3
-#: Batch norm's moving-statistics momentum (Keras' default 0.99; PyTorch
-#: counts the other way round: its ``momentum=0.01`` is the same update).
-BATCH_NORM_MOMENTUM = 0.99
-
-
-def make_norm(kind: str, name: str) -> keras.layers.Layer:
+def _make_norm(kind: str, name: str) -> keras.layers.Layer:
     """The normalization layer of ``RunSpec.normalization`` (``"batch"``/``"layer"``)."""
     if kind == "batch":
         return keras.layers.BatchNormalization(
@@ -96,7 +86,7 @@ def make_norm(kind: str, name: str) -> keras.layers.Layer:
 
 
 @keras.saving.register_keras_serializable(package="explodebook")
-class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+class _LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """Linear learning-rate warm-up: step ``t`` (from 0) uses
     ``learning_rate * min(1, (t + 1) / warmup_steps)``.
 
@@ -218,7 +208,7 @@ def _block_mlp(spec: RunSpec, reg: keras.regularizers.Regularizer | None) -> ker
     for k, name in enumerate(layer_names(spec)[:-1]):
         z = keras.layers.Dense(spec.width, kernel_regularizer=reg, name=name)(h)
         if spec.normalization != "none":
-            z = make_norm(spec.normalization, f"{name}_norm")(z)
+            z = _make_norm(spec.normalization, f"{name}_norm")(z)
         z = keras.layers.Activation(spec.activation, name=f"{name}_act")(z)
         h = keras.layers.Add(name=f"{name}_add")([h, z]) if spec.residual and k > 0 else z
     outputs = keras.layers.Dense(1, kernel_regularizer=reg, name="output")(h)
@@ -252,7 +242,7 @@ def load_weights(model: keras.Model, spec: RunSpec, weights: list[LayerWeights])
             layer.set_weights([w["kernel"], w["recurrent_kernel"], w["bias"]])
 
 
-def layer_variables(model: keras.Model, spec: RunSpec) -> list[list[keras.Variable]]:
+def layer_weights(model: keras.Model, spec: RunSpec) -> list[list[keras.Variable]]:
     """Trainable variables grouped by layer, in ``layer_names(spec)`` order.
 
     A normalization layer's ``gamma`` and ``beta`` belong to the hidden
@@ -267,23 +257,30 @@ def layer_variables(model: keras.Model, spec: RunSpec) -> list[list[keras.Variab
     return groups
 
 
-def make_optimizer(spec: RunSpec) -> keras.optimizers.Optimizer:
-    """The spec's optimizer, with its clipping mode configured on it."""
+def make_optimizer(spec: RunSpec, weights: list[keras.Variable]) -> keras.optimizers.Optimizer:
+    """The spec's optimizer, with its clipping mode configured on it, built for ``weights``.
+
+    Building creates the optimizer's slots (momentum, Adam's moments) now:
+    variables cannot be created inside the compiled training loop.
+    """
     clip = dict([spec.clipping]) if spec.clipping else {}  # e.g. {"clipnorm": 1.0}
-    learning_rate: float | LinearWarmup = float(spec.learning_rate)
+    learning_rate: float | _LinearWarmup = float(spec.learning_rate)
     if spec.warmup_steps:
-        learning_rate = LinearWarmup(spec.learning_rate, spec.warmup_steps)
+        learning_rate = _LinearWarmup(spec.learning_rate, spec.warmup_steps)
     if spec.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=spec.momentum, **clip)
-    # epsilon: PyTorch's default 1e-8 (Keras' is 1e-7). Keras adds it to
-    # sqrt(v) before bias correction, PyTorch after, so tiny gradients still
-    # step slightly differently.
-    return keras.optimizers.Adam(
-        learning_rate, beta_1=spec.momentum, beta_2=0.999, epsilon=1e-8, **clip
-    )
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=spec.momentum, **clip)
+    else:
+        # epsilon: PyTorch's default 1e-8 (Keras' is 1e-7). Keras adds it to
+        # sqrt(v) before bias correction, PyTorch after, so tiny gradients
+        # still step slightly differently.
+        optimizer = keras.optimizers.Adam(
+            learning_rate, beta_1=spec.momentum, beta_2=0.999, epsilon=1e-8, **clip
+        )
+    optimizer.build(weights)
+    return optimizer
 
 
-def _clip(optimizer: keras.optimizers.Optimizer, grads: list[tf.Tensor]) -> list[tf.Tensor]:
+def applied_gradients(optimizer: keras.optimizers.Optimizer, grads: list[tf.Tensor]) -> list[tf.Tensor]:
     """The gradients ``optimizer.apply_gradients`` will actually apply.
 
     Keras 3 clips inside ``apply_gradients`` with the private method
@@ -322,12 +319,9 @@ class _Trainer:
 
 def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
     model = build(spec)
-    groups = layer_variables(model, spec)
+    groups = layer_weights(model, spec)
     variables = [v for group in groups for v in group]
-    optimizer = make_optimizer(spec)
-    # Create the optimizer's slots now: variables cannot be created inside
-    # the compiled loop.
-    optimizer.build(variables)
+    optimizer = make_optimizer(spec, variables)
     mse = keras.losses.MeanSquaredError()
     clipping = spec.clipping is not None
     layout = FlatLayout.of([[v.shape for v in group] for group in groups], clipping)
@@ -343,7 +337,7 @@ def _make_trainer(spec: RunSpec, x_shape: tuple[int, ...]) -> _Trainer:
         # weights (read before the update below), then the gradients as
         # the optimizer will clip them. One concat; the norms are computed
         # after the loop, for all steps at once.
-        values = [loss, *grads, *variables, *(_clip(optimizer, grads) if clipping else [])]
+        values = [loss, *grads, *variables, *(applied_gradients(optimizer, grads) if clipping else [])]
         flat = tf.constant([-1])  # one shape constant for all the reshapes
         row = tf.concat([v if len(v.shape) == 1 else tf.reshape(v, flat) for v in values], axis=0)
         # Raw gradients: the optimizer clips them itself.

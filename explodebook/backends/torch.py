@@ -26,21 +26,19 @@ from torch import nn  # noqa: E402
 
 from explodebook import budget
 from explodebook.data import batch_indices, dataset_for
-from explodebook.spec import RunSpec
+from explodebook.spec import BATCH_NORM_MOMENTUM, NORM_EPSILON, RunSpec
 from explodebook.flat import FlatLayout, first_nonfinite_row
 from explodebook.trace import Trace
 from explodebook.weights import GATES, LayerWeights, initial_weights, input_size
 
 __all__ = [
     "build",
-    "run",
     "load_weights",
-    "layer_parameters",
-    "LayerRecorder",
+    "layer_weights",
+    "make_optimizer",
     "RecurrentRegressor",
-    "DenseBlock",
-    "make_norm",
-    "warmup_factor",
+    "run",
+    "clear_cache",
 ]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -59,23 +57,19 @@ _GRU_TO_TORCH = [1, 0, 2]
 GATHER_STEPS = 200
 GATHER_BYTES = 8_000_000
 
-#: Epsilon of both normalization layers (Keras' default; PyTorch's is 1e-5).
-NORM_EPSILON = 1e-3
-#: Batch norm's moving statistics: Keras' momentum 0.99 is PyTorch's 0.01
-#: (PyTorch weights the *new* batch by its momentum, Keras the old value).
-BATCH_NORM_MOMENTUM = 0.01
-
-
-def make_norm(kind: str, width: int) -> nn.Module:
+def _make_norm(kind: str, width: int) -> nn.Module:
     """The normalization layer of ``RunSpec.normalization`` (``"batch"``/``"layer"``)."""
     if kind == "batch":
-        return nn.BatchNorm1d(width, eps=NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM)
+        # PyTorch weights the *new* batch by its momentum, Keras the old
+        # value: Keras' 0.99 is PyTorch's 0.01.
+        momentum = round(1.0 - BATCH_NORM_MOMENTUM, 12)
+        return nn.BatchNorm1d(width, eps=NORM_EPSILON, momentum=momentum)
     if kind == "layer":
         return nn.LayerNorm(width, eps=NORM_EPSILON)
     raise ValueError(f"normalization={kind!r} is not allowed: choose 'batch' or 'layer'")
 
 
-class DenseBlock(nn.Module):
+class _DenseBlock(nn.Module):
     """One hidden layer: Linear -> normalization (optional) -> activation.
 
     With ``residual=True`` the block adds its input to its output,
@@ -93,7 +87,7 @@ class DenseBlock(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
         self.norm = (
-            make_norm(normalization, out_features) if normalization != "none" else nn.Identity()
+            _make_norm(normalization, out_features) if normalization != "none" else nn.Identity()
         )
         self.act = _ACTIVATIONS[activation]()
         self.residual = residual
@@ -103,7 +97,7 @@ class DenseBlock(nn.Module):
         return x + out if self.residual else out
 
 
-def warmup_factor(warmup_steps: int) -> Callable[[int], float]:
+def _warmup_factor(warmup_steps: int) -> Callable[[int], float]:
     """Learning-rate factor of step ``t`` (from 0) for ``LambdaLR``: linear warm-up."""
 
     def factor(t: int) -> float:
@@ -160,7 +154,7 @@ def build(spec: RunSpec) -> nn.Module:
         fan_in = input_size(spec)
         for k in range(spec.depth):
             blocks.append(
-                DenseBlock(
+                _DenseBlock(
                     fan_in, spec.width, spec.activation, spec.normalization, spec.residual and k > 0
                 )
             )
@@ -192,10 +186,10 @@ def _linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
-def _norm_blocks(model: nn.Module) -> list[DenseBlock]:
+def _norm_blocks(model: nn.Module) -> list[_DenseBlock]:
     # Hidden blocks with a normalization layer, input to output.
     return [
-        m for m in model.modules() if isinstance(m, DenseBlock) and not isinstance(m.norm, nn.Identity)
+        m for m in model.modules() if isinstance(m, _DenseBlock) and not isinstance(m.norm, nn.Identity)
     ]
 
 
@@ -242,7 +236,7 @@ def _permute_gates(value: np.ndarray, gates: int) -> np.ndarray:
     return np.concatenate([blocks[i] for i in _GRU_TO_TORCH], axis=0)
 
 
-def layer_parameters(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]]:
+def layer_weights(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]]:
     """Trainable parameters grouped by layer, in ``layer_names(spec)`` order."""
     if spec.model == "mlp":
         groups = [[m.weight, m.bias] for m in _linear_layers(model)]
@@ -255,6 +249,24 @@ def layer_parameters(model: nn.Module, spec: RunSpec) -> list[list[nn.Parameter]
         for k in range(spec.depth)
     ]
     return groups + [[model.head.weight, model.head.bias]]
+
+
+def make_optimizer(spec: RunSpec, weights: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The spec's optimizer over ``weights`` (clipping is a separate call in PyTorch).
+
+    The warm-up, if any, is a ``LambdaLR`` scheduler on top of it (`run`).
+    """
+    # foreach=False: with a handful of small parameters, the plain
+    # per-tensor update is faster than the batched one (fewer temporary
+    # lists and ops per step) and gives bit-identical weights.
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(
+            weights, lr=spec.learning_rate, momentum=spec.momentum, foreach=False
+        )
+    # eps: PyTorch's default 1e-8, which the Keras backend uses too.
+    return torch.optim.Adam(
+        weights, lr=spec.learning_rate, betas=(spec.momentum, 0.999), foreach=False
+    )
 
 
 def _penalized(model: nn.Module, spec: RunSpec) -> list[torch.Tensor]:
@@ -409,25 +421,22 @@ def run(
         raise budget.stopped_at_once(spec, "torch") from e
 
 
+def clear_cache() -> None:
+    """Nothing to clear: the PyTorch backend keeps nothing between runs.
+
+    It exists so that both backends offer the same functions (the Keras
+    backend keeps compiled training loops for reuse).
+    """
+
+
 def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
     model = build(spec)
-    groups = layer_parameters(model, spec)
+    groups = layer_weights(model, spec)
     params = [p for group in groups for p in group]
     penalized = _penalized(model, spec)
-
-    # foreach=False: with a handful of small parameters, the plain
-    # per-tensor update is faster than the batched one (fewer temporary
-    # lists and ops per step) and gives bit-identical weights.
-    if spec.optimizer == "sgd":
-        optimizer = torch.optim.SGD(
-            params, lr=spec.learning_rate, momentum=spec.momentum, foreach=False
-        )
-    else:
-        optimizer = torch.optim.Adam(
-            params, lr=spec.learning_rate, betas=(spec.momentum, 0.999), foreach=False
-        )
+    optimizer = make_optimizer(spec, params)
     scheduler = (
-        torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_factor(spec.warmup_steps))
+        torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_factor(spec.warmup_steps))
         if spec.warmup_steps
         else None
     )

@@ -65,7 +65,7 @@ import numpy as np
 # Importing the Keras backend chooses TensorFlow for Keras (unless the user
 # chose), quietens TensorFlow's C++ log, and imports torch before
 # TensorFlow when torch is installed (see explodebook.backends.get).
-from explodebook.backends.keras import _clip  # noqa: I001
+from explodebook.backends.keras import applied_gradients  # noqa: I001
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -398,7 +398,7 @@ class GradientMonitor(keras.callbacks.Callback):
         grad_norms, grad_max, weight_norms = self._reducer.record(grads, self._variables)
         clipped = grad_norms
         if self._clipping:  # what the optimizer will apply, clipped its own way
-            clipped = self._reducer.l2(_clip(self.model.optimizer, grads))
+            clipped = self._reducer.l2(applied_gradients(self.model.optimizer, grads))
         # The layout of Trace.from_parameter_record, one column per variable.
         row = tf.concat([loss, grad_norms, clipped, grad_max, weight_norms], axis=0)
         size = self._buffer.shape[0]
