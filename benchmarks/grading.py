@@ -10,9 +10,18 @@ For every chapter of the toc:
    every cell does: the book build's own execution time, read from an
    execution cache (``--cache``; the latest record of each chapter; a cold
    ``make book`` on an idle machine gives the fairest figures);
-2. *grade*: median wall seconds of grading its reference-solution notebook
-   with ``otter run`` (what ``make grade`` does per submission): a fresh
-   kernel, the chapter's first cell, the answer cells and every check.
+2. *one notebook*: wall seconds of ``grade_notebook`` on the chapter's
+   reference solutions, alone: starting the sandbox (its imports of
+   PyTorch and TensorFlow), running the first cell and the answer cells
+   in it, and every check in the grader, cold;
+3. *per notebook in a class*: wall seconds of grading a class of
+   ``--class-size`` copies of the reference notebook with ``grade(...,
+   jobs=--jobs)``, divided by the class size: what ``make grade`` costs
+   per student (the sandbox starts once; the checks' reference runs are
+   computed once);
+4. with ``--old TREE`` (a checkout of the grader before the sandbox, e.g.
+   ``git worktree add /tmp/old 2c89272^``): wall seconds of that grader's
+   ``grade_notebook`` (``otter run``) on the same notebook, and the ratio.
 """
 
 from __future__ import annotations
@@ -20,19 +29,30 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "agg")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
 
-from explodebook.book.sources import toc_pages  # noqa: E402
+from conftest import toc_files  # noqa: E402
+
 from explodebook.coursework.assignment import assign, load_questions  # noqa: E402
-from explodebook.coursework.grading import grade_notebook  # noqa: E402
+from explodebook.coursework.grading import default_jobs, grade, grade_notebook  # noqa: E402
+
+_OLD = (
+    "import sys, time; from explodebook.coursework.grading import grade_notebook; "
+    "t = time.perf_counter(); r = grade_notebook(sys.argv[1], sys.argv[2]); "
+    "print('OLD', time.perf_counter() - t, r.total, r.total_possible)"
+)
 
 
 def execution_seconds(chapter: Path, cache: Path) -> float | None:
@@ -50,9 +70,21 @@ def execution_seconds(chapter: Path, cache: Path) -> float | None:
     return float(latest.data.get("execution_seconds", "nan"))
 
 
+def old_seconds(tree: Path, notebook: Path, autograder: Path) -> float | None:
+    """Seconds the grader of ``tree`` takes on one notebook (None if it failed)."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", _OLD, str(notebook), str(autograder)],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("OLD ")]
+    return float(lines[-1].split()[1]) if lines else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=1, help="gradings per chapter")
+    parser.add_argument("--class-size", type=int, default=8, help="notebooks in the class")
+    parser.add_argument("--jobs", type=int, default=None, help="grade --jobs (default: cores)")
+    parser.add_argument("--old", default=None, help="a checkout of the old grader, to compare")
+    parser.add_argument("--chapters", nargs="*", default=None, help="chapter stems (default all)")
     parser.add_argument("--out", default=str(HERE / "grading_results.md"))
     parser.add_argument(
         "--cache",
@@ -60,42 +92,61 @@ def main() -> None:
         help="the execution cache to read chapter times from (a cold build's is best)",
     )
     args = parser.parse_args()
+    jobs = args.jobs or default_jobs()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for page in toc_pages(ROOT):
+        for page in toc_files():
             if not page.startswith("chapters/"):
                 continue
             chapter = ROOT / f"{page}.md"
+            if args.chapters and chapter.stem not in args.chapters:
+                continue
             files = assign(chapter, Path(tmp) / chapter.stem, book=ROOT)
             questions = len(load_questions(chapter))
             run_all = execution_seconds(chapter, Path(args.cache))
-            graded = "– | –"  # nothing to autograde: every exercise is graded by hand
+            cells = ["–"] * 4 + (["–", "–"] if args.old else [])
             if questions:
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    result = grade_notebook(files.solution, files.autograder)
-                    times.append(time.perf_counter() - start)
-                graded = (
-                    f"{statistics.median(times):.0f} | "
-                    f"{result.total:g} / {result.total_possible:g}"
-                )
+                start = time.perf_counter()
+                single = grade_notebook(files.solution, files.autograder)
+                one = time.perf_counter() - start
+                folder = Path(tmp) / chapter.stem / "class"
+                folder.mkdir()
+                for i in range(args.class_size):
+                    shutil.copy(files.solution, folder / f"student{i + 1:02d}.ipynb")
+                start = time.perf_counter()
+                table = grade([folder], files.autograder, jobs=jobs)
+                per = (time.perf_counter() - start) / args.class_size
+                full = int((table["total"] == table["possible"]).sum())
+                cells = [
+                    f"{one:.0f}",
+                    f"{per:.1f}",
+                    f"{table['seconds'].median():.1f}",
+                    f"{single.total:g} / {single.total_possible:g}; class {full}/{len(table)}",
+                ]
+                if args.old:
+                    old = old_seconds(Path(args.old), files.solution, files.autograder)
+                    cells += ["–", "–"] if old is None else [f"{old:.0f}", f"{old / per:.1f}×"]
             rows.append(
                 f"| {chapter.stem} | {questions} | "
-                f"{'–' if run_all is None else f'{run_all:.0f}'} | {graded} |"
+                f"{'–' if run_all is None else f'{run_all:.0f}'} | " + " | ".join(cells) + " |"
             )
             print(rows[-1], flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    old_head = " old grader, one notebook (s) | old ÷ class |" if args.old else ""
+    old_rule = "---:|---:|" if args.old else ""
     table = "\n".join(
         [
-            f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, load average "
-            f"{load:.1f} at the end; `python benchmarks/grading.py`.",
+            f"Measured on {platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
+            f"cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, load "
+            f"average {load:.1f} at the end; `python benchmarks/grading.py --class-size "
+            f"{args.class_size} --jobs {jobs}"
+            + (" --old ..." if args.old else "") + "`.",
             "",
-            "| chapter | autograded | run all (s) | grade (s) "
-            "| reference |",
-            "|---|---:|---:|---:|---:|",
+            "| chapter | autograded | run all (s) | grade one notebook (s) "
+            f"| per notebook, class of {args.class_size}, {jobs} jobs (s) "
+            "| its cells in the sandbox (s) | reference |" + old_head,
+            "|---|---:|---:|---:|---:|---:|---:|" + old_rule,
             *rows,
             "",
         ]

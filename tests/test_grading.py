@@ -12,17 +12,23 @@ answer away.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT
 from explodebook.coursework.__main__ import main as cli
-from explodebook.coursework.assignment import AssignmentFiles, load_questions
+from explodebook.coursework.assignment import AssignmentFiles, assign, load_questions
 from explodebook.coursework.grading import COLUMNS_AFTER, grade
 
 pytestmark = pytest.mark.slow
@@ -195,3 +201,90 @@ def test_feedback_does_not_give_the_reference_answers_away(graded) -> None:
                 shown = format(x, spec)
                 if len(shown.lstrip("-0.")) >= 2 and shown not in known:
                     assert shown not in text, (name, x, shown, text)
+
+
+# -- the autograder zip on its own: what otter's grading image installs -----------
+
+ZIP_CHAPTER = "07_gradient_clipping"  # the fastest to grade
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
+    return done
+
+
+@pytest.fixture(scope="module")
+def zip_env(tmp_path_factory: pytest.TempPathFactory):
+    """A clean virtualenv made from the autograder zip's own files.
+
+    As otter's setup.sh builds the grading image (Docker, Gradescope) from
+    the zip's environment.yml, without conda or Docker: Python (this one's
+    version, which environment.yml names), then its pip list, in which the
+    book's package is the wheel inside the zip. The environment is kept in
+    .envs/ while those requirements do not change (as make test-envs keeps
+    its own); the package itself is reinstalled from the zip every time.
+    """
+    out = tmp_path_factory.mktemp("zip")
+    chapter = ROOT / "chapters" / f"{ZIP_CHAPTER}.md"
+    files = assign(chapter, out / "assignment", book=ROOT)
+    source = out / "source"  # where the image unpacks it: /autograder/source
+    with zipfile.ZipFile(files.autograder) as archive:
+        archive.extractall(source)
+    environment = yaml.safe_load((source / "environment.yml").read_text())
+    python = [d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python=")]
+    assert python == [f"python={sys.version_info.major}.{sys.version_info.minor}"]
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    requirements = [r.replace("/autograder/source", str(source)) for r in pip]
+    wheel = next(r for r in requirements if r.startswith("explodebook"))
+    assert "/files/explodebook-" in wheel and (source / "files").is_dir()
+    torch_cpu = ROOT / "tests" / "envs" / "torch-cpu.txt"  # the machine's CPU wheel of torch
+    key = hashlib.sha256(
+        "\n".join([r for r in pip if not r.startswith("explodebook")] + [
+            re.sub(r" @ .*", "", wheel), torch_cpu.read_text(), sys.version])
+        .encode()
+    ).hexdigest()[:12]
+    env = ROOT / ".envs" / f"autograder-{key}"
+    venv_python = env / "bin" / "python"
+    if not (env / ".installed").exists():
+        shutil.rmtree(env, ignore_errors=True)
+        _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(env)])
+        _run([str(venv_python), "-m", "pip", "install", "--quiet", "-c", str(torch_cpu),
+              *requirements], timeout=3000)
+        (env / ".installed").touch()
+    else:
+        _run([str(venv_python), "-m", "pip", "install", "--quiet", "--no-deps",
+              "--force-reinstall", wheel.split(" @ file://")[1]])
+    home = out / "home"
+    home.mkdir()
+    clean = {"PATH": f"{env / 'bin'}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+             "MPLBACKEND": "agg", "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
+             "JUPYTER_DATA_DIR": str(home / "jupyter")}
+    return SimpleNamespace(files=files, python=venv_python, env=clean, cwd=home, out=out)
+
+
+def test_the_autograder_zip_installs_the_package_it_grades_with(zip_env) -> None:
+    done = _run([str(zip_env.python), "-c",
+                 "import explodebook, otter, torch, keras, pandas; print(explodebook.__file__)"],
+                env=zip_env.env, cwd=zip_env.cwd)
+    assert done.stdout.strip().startswith(str(zip_env.python.parents[1]))  # not this checkout
+    # otter's own grading, as `otter grade` and Gradescope run it in the image
+    script = ("import sys; from otter.run import main; "
+              "r = main(sys.argv[1], autograder=sys.argv[2], output_dir=sys.argv[3], no_logo=True); "
+              "print('SCORE', r.total, r.possible)")
+    done = _run([str(zip_env.python), "-c", script, str(zip_env.files.solution),
+                 str(zip_env.files.autograder), str(zip_env.out)],
+                env=zip_env.env, cwd=zip_env.cwd, timeout=900)
+    score = [line.split() for line in done.stdout.splitlines() if line.startswith("SCORE")]
+    assert score and float(score[-1][1]) == float(score[-1][2]) > 0, done.stdout[-2000:]
+    # the book's sandboxed grader, from the zip's package alone
+    folder = zip_env.out / "handed-in"
+    folder.mkdir()
+    shutil.copy(zip_env.files.solution, folder / "reference.ipynb")
+    csv = zip_env.out / "grades.csv"
+    _run([str(zip_env.python), "-m", "explodebook.coursework", "grade",
+          str(zip_env.files.autograder), str(folder), "--csv", str(csv)],
+         env=zip_env.env, cwd=zip_env.cwd, timeout=900)
+    table = pd.read_csv(csv, keep_default_na=False)
+    assert list(table["status"]) == ["graded"]
+    assert table["total"][0] == table["possible"][0] > 0

@@ -16,7 +16,13 @@ questions) and runs ``otter assign`` on it, which produces
   (``grader.check("label")``) the student can run;
 - ``out/autograder/<chapter>.ipynb``: the reference solutions;
 - ``out/autograder/autograder.zip``: every check, hidden ones included,
-  for ``otter run`` (see `explodebook.coursework.grading`).
+  for `explodebook.coursework.grading` (and for ``otter run``, ``otter
+  grade`` or Gradescope). It installs what the notebooks need: its
+  ``environment.yml`` (what otter's ``setup.sh`` builds the grading image
+  from) and ``requirements.txt`` list the book's package with both
+  frameworks, as a wheel built from this checkout and shipped in the zip
+  (``files/explodebook-*.whl``), so the image grades with the very code the
+  checks were written against.
 
 Grading re-executes a submission. So that one notebook grades in seconds,
 only the chapter's first code cell (imports and helpers) and the answer
@@ -29,8 +35,13 @@ question says so.
 from __future__ import annotations
 
 import ast
+import functools
 import shutil
+import subprocess
+import sys
+import tempfile
 import textwrap
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +66,10 @@ CHECKS_DIR = Path(__file__).with_name("checks")
 IGNORE_TAG = "otter_ignore"
 #: Points of a question graded by hand (an exercise without checks).
 MANUAL_POINTS = 1
+#: Where otter's grading image (and Gradescope) unpacks the autograder zip.
+AUTOGRADER_SOURCE = "/autograder/source"
+#: What the notebooks import besides the package and its own dependencies.
+EXTRA_REQUIREMENTS = ("pandas>=2.1",)
 
 
 @dataclass(frozen=True)
@@ -245,6 +260,39 @@ except ImportError:  # not building the book: nothing to record
 """
 
 
+@functools.lru_cache(maxsize=None)
+def package_wheel() -> Path | None:
+    """The book's package as a wheel, built once from this checkout (or ``None``).
+
+    ``None`` when the package is not installed from a source tree (a wheel
+    install has no ``pyproject.toml`` to build from) or building fails.
+    """
+    import explodebook
+
+    source = Path(explodebook.__file__).resolve().parents[1]
+    if not (source / "pyproject.toml").is_file():
+        return None
+    out = Path(tempfile.mkdtemp(prefix="explodebook-wheel-"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(out), str(source)],
+        capture_output=True, text=True,
+    )
+    wheels = sorted(out.glob("explodebook-*.whl"))
+    return wheels[0] if done.returncode == 0 and wheels else None
+
+
+def grading_requirements(wheel_name: str | None, install_spec: str) -> list[str]:
+    """What the grading image installs: the package with both frameworks, and the rest."""
+    extras = "[torch,keras,widgets]"
+    if wheel_name is not None:
+        package = f"explodebook{extras} @ file://{AUTOGRADER_SOURCE}/files/{wheel_name}"
+    else:  # no wheel: the repository's package, as Colab installs it
+        name, _, url = install_spec.partition(" @ ")
+        package = f"{name}{extras} @ {url}" if url else f"{install_spec}{extras}"
+    return [package, *EXTRA_REQUIREMENTS]
+
+
 def _setup_cell(code: str, notebook: str, install_spec: str) -> str:
     """The chapter's first cell, made to run outside the book's environment too."""
     install = textwrap.dedent(
@@ -382,12 +430,30 @@ def assign(chapter: str | Path, out: str | Path, *, book: str | Path = ".") -> A
         shutil.rmtree(out)
     master = out / "source" / f"{chapter.stem}.ipynb"
     master.parent.mkdir(parents=True)
+    # what the grading image installs (otter's environment.yml, setup.sh)
+    wheel = package_wheel()
+    if wheel is not None:
+        shutil.copy(wheel, master.parent / wheel.name)
+    install_spec = Repository.from_config(book_config(Path(book))).install_spec
+    requirements = grading_requirements(wheel.name if wheel else None, install_spec)
+    (master.parent / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    config = notebook.cells[0]
+    settings = yaml.safe_load(config.source.split("\n", 1)[1])
+    settings.update(
+        requirements="requirements.txt",
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",
+        autograder_files=[wheel.name] if wheel is not None else [],
+    )
+    config.source = "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(settings)
     nbformat.write(notebook, master)
     otter_assign(str(master), str(out), no_pdfs=True, no_run_tests=True)
     zips = sorted((out / "autograder").glob("*-autograder_*.zip"))
     if len(zips) != 1:
         raise RuntimeError(f"otter assign wrote {len(zips)} autograder zips in {out / 'autograder'}")
     autograder = zips[0].rename(out / "autograder" / "autograder.zip")
+    with zipfile.ZipFile(autograder, "a") as archive:  # for a plain pip install too
+        if "requirements.txt" not in archive.namelist():
+            archive.writestr("requirements.txt", "\n".join(requirements) + "\n")
     return AssignmentFiles(
         student=out / "student" / f"{chapter.stem}.ipynb",
         solution=out / "autograder" / f"{chapter.stem}.ipynb",
