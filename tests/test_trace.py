@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -132,3 +135,176 @@ def test_parameter_record_sums_the_parameters_of_a_layer() -> None:
             parameter_names=["a.w", "a.b", "b.w"],
         )
 
+
+# -- Trace.load checks what it reads -------------------------------------------
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    """The raw .npy bytes of each member of a saved trace."""
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write(path: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _npy_declaring(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
+    """A .npy header declaring ``shape`` followed by a few bytes of data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        buffer, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue() + b"\0" * 16
+
+
+def _saved(tmp_path: Path, **header_changes: object) -> Path:
+    """A saved trace (non-finite at step 4, gradient, dense_2), header edited."""
+    path = tmp_path / "run.npz"
+    make_trace().save(path)
+    members = _members(path)
+    header = json.loads(str(np.load(io.BytesIO(members["header.npy"]))))
+    for key, value in header_changes.items():
+        if value is _DROP:
+            del header[key]
+        else:
+            header[key] = value
+    members["header.npy"] = _npy(np.array(json.dumps(header)))
+    _write(path, members)
+    return path
+
+
+_DROP = object()
+
+
+def _load_small(path: Path) -> None:
+    """Trace.load, asserting that it allocated next to nothing."""
+    tracemalloc.start()
+    try:
+        Trace.load(path)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 50 * 2**20, f"Trace.load allocated {peak / 2**20:.0f} MiB"
+
+
+def test_load_refuses_a_huge_declared_array_before_reading_it(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    members = _members(path)
+    members["grad_norms.npy"] = _npy_declaring((2**28, 2))  # 4 GiB in a few bytes
+    _write(path, members)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(ValueError, match=r"grad_norms.*4\.0 GiB"):
+        _load_small(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "message"),
+    [
+        ("loss", (10**8,), r"loss has 100000000 steps, .* 5"),
+        ("weight_norms", (5, 10**7), r"weight_norms has 10000000 columns for 3 layers"),
+        ("grad_max_abs", (5, 3, 1), r"grad_max_abs must have 2 dimension"),
+    ],
+)
+def test_load_checks_declared_shapes_before_reading(
+    tmp_path: Path, name: str, shape: tuple[int, ...], message: str
+) -> None:
+    path = _saved(tmp_path)
+    members = _members(path)
+    members[f"{name}.npy"] = _npy_declaring(shape)
+    _write(path, members)
+    with pytest.raises(ValueError, match=message):
+        _load_small(path)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kind"), [(np.complex128, "complex"), ("<U8", "str"), (bool, "bool")]
+)
+def test_load_refuses_arrays_that_are_not_real_numbers(
+    tmp_path: Path, dtype: object, kind: str
+) -> None:
+    path = _saved(tmp_path)
+    members = _members(path)
+    members["loss.npy"] = _npy(np.ones(5).astype(dtype))
+    _write(path, members)
+    with pytest.raises(ValueError, match=rf"loss holds {kind}"):
+        Trace.load(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"first_nonfinite_kind": "banana"}, r"first_nonfinite_kind='banana'"),
+        ({"first_nonfinite_step": 3}, r"header says .*step 3.*arrays say .*step 4"),
+        ({"first_nonfinite_step": None, "first_nonfinite_kind": None,
+          "first_nonfinite_layer": None}, r"header says .*finite.*arrays say .*step 4"),
+        ({"first_nonfinite_layer": "output"}, r"header says .*output.*arrays say .*dense_2"),
+        ({"first_nonfinite_kind": "loss"}, r"header says .*loss.*arrays say .*gradient"),
+        ({"first_nonfinite_step": "4"}, r"first_nonfinite_step='4'"),
+    ],
+)
+def test_load_checks_the_header_against_the_arrays(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Trace.load(_saved(tmp_path, **changes))
+
+
+def test_load_checks_a_finite_trace_claimed_non_finite(tmp_path: Path) -> None:
+    path = tmp_path / "run.npz"
+    trace = make_trace()
+    trace.grad_norms[-1, 1] = 1.0  # now finite throughout
+    trace.first_nonfinite_step = trace.first_nonfinite_kind = trace.first_nonfinite_layer = None
+    trace.save(path)
+    assert not Trace.load(path).diverged
+    members = _members(path)
+    header = json.loads(str(np.load(io.BytesIO(members["header.npy"]))))
+    header.update(first_nonfinite_step=3, first_nonfinite_kind="gradient",
+                  first_nonfinite_layer="dense_1")
+    members["header.npy"] = _npy(np.array(json.dumps(header)))
+    _write(path, members)
+    with pytest.raises(ValueError, match=r"header says .*step 3.*arrays say .*finite"):
+        Trace.load(path)
+
+
+@pytest.mark.parametrize("key", ["framework", "layers", "first_nonfinite_kind", "spec"])
+def test_load_names_a_missing_header_key(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match=rf"header has no '{key}'"):
+        Trace.load(_saved(tmp_path, **{key: _DROP}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"wall_time": "0.25"}, r"wall_time is str '0\.25', not a number"),
+        ({"extra": [1, 2]}, r"extra is list .*, not a dict"),
+        ({"layers": "dense_1"}, r"layers are str 'dense_1', not a list"),
+    ],
+)
+def test_load_checks_the_types_in_the_header(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Trace.load(_saved(tmp_path, **changes))
+
+
+def test_load_refuses_a_huge_header(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    members = _members(path)
+    members["header.npy"] = _npy_declaring((), dtype="<U200000000")  # 800 MB of text
+    _write(path, members)
+    with pytest.raises(ValueError, match=r"header declares shape \(\), 762\.9 MiB, more than"):
+        _load_small(path)
+
+
+def test_load_still_reads_what_save_writes(tmp_path: Path) -> None:
+    path = _saved(tmp_path)  # unchanged header
+    assert Trace.load(path).equals(make_trace(), ignore_time=False)
