@@ -18,7 +18,7 @@ help:
 	@echo "make book-student  the same book without exercise solutions, into _build/student/_build/html"
 	@echo "make assignment CHAPTER=07  turn chapters/07_*.md into an otter-grader assignment"
 	@echo "make assignments  the same for every chapter"
-	@echo "make grade CHAPTER=07 SUBMISSIONS=dir  grade a folder of notebooks into a CSV"
+	@echo "make grade CHAPTER=07 SUBMISSIONS=dir  grade a folder (or zip) of notebooks into a CSV, each in a sandbox"
 	@echo "make test       run the test suite, including a full book build"
 	@echo "make test-fast  the test suite without the book build"
 	@echo "make test-envs  the package from its wheel in clean environments: torch only, keras only, and the CUDA build of PyTorch beside TensorFlow"
@@ -77,9 +77,12 @@ assignment: $(STAMP)
 assignments: $(STAMP)
 	$(BIN)/python -m explodebook.coursework assign $(CHAPTERS)
 
+# SUBMISSIONS: a folder, notebooks or a platform's zip of them (Canvas,
+# Moodle, Blackboard, Gradescope); GRADE_OPTS e.g. "--jobs 4 --timeout 600".
 grade: $(STAMP)
-	@test -n "$(CHAPTER)" -a -n "$(CHAPTER_MD)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=07 SUBMISSIONS=folder-of-notebooks"; exit 2; }
-	$(BIN)/python -m explodebook.coursework grade _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip $(SUBMISSIONS) --csv _build/grades/$(basename $(notdir $(CHAPTER_MD))).csv --feedback _build/grades/$(basename $(notdir $(CHAPTER_MD)))-feedback
+	@test -n "$(CHAPTER)" -a -n "$(CHAPTER_MD)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=07 SUBMISSIONS=folder-or-zip [GRADE_OPTS='--jobs 4 --timeout 600']"; exit 2; }
+	@test -f _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip || { echo "no assignment for $(CHAPTER_MD) yet: run make assignment CHAPTER=$(CHAPTER) first"; exit 2; }
+	$(BIN)/python -m explodebook.coursework grade _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip $(SUBMISSIONS) --csv _build/grades/$(basename $(notdir $(CHAPTER_MD))).csv --feedback _build/grades/$(basename $(notdir $(CHAPTER_MD)))-feedback $(GRADE_OPTS)
 
 test: assets
 	MPLBACKEND=agg $(BIN)/python -m pytest --durations=15

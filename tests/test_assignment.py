@@ -398,6 +398,12 @@ def test_zips_are_extracted_safely(tmp_path) -> None:
         archive.writestr("doejane_12345_678901_hw07.ipynb", "{}")
     rows = discover([good], tmp_path / "unpacked")
     assert [r.student for r in rows] == ["doejane"]
+    wrapped = tmp_path / "gradescope_export.zip"  # one folder holds the whole export
+    with zipfile.ZipFile(wrapped, "w") as archive:
+        archive.writestr("assignment_1_export/submission_metadata.yml",
+                         "submission_9:\n  :submitters:\n  - :name: Jane Doe\n")
+        archive.writestr("assignment_1_export/submission_9/hw.ipynb", "{}")
+    assert [r.student for r in discover([wrapped], tmp_path / "unpacked")] == ["Jane Doe"]
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as archive:
         archive.writestr("../../escaped.ipynb", "{}")

@@ -220,7 +220,11 @@ def discover(paths: Iterable[str | Path], unpack_into: Path | None = None) -> li
         if item.is_file() and item.suffix.lower() == ".zip":
             if unpack_into is None:
                 raise ValueError(f"{item} is a zip: give a folder to extract it into")
-            rows += _folder(extract_zip(item, unpack_into))
+            folder = extract_zip(item, unpack_into)
+            inside = [p for p in folder.iterdir() if _visible(p)]
+            if len(inside) == 1 and inside[0].is_dir() and not _MOODLE.match(inside[0].name):
+                folder = inside[0]  # the platform's export wraps everything in one folder
+            rows += _folder(folder)
         elif item.is_dir():
             rows += _folder(item)
         else:
