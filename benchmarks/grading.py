@@ -70,6 +70,22 @@ def execution_seconds(chapter: Path, cache: Path) -> float | None:
     return float(latest.data.get("execution_seconds", "nan"))
 
 
+def previous_run_all(path: Path) -> tuple[dict[str, str], str]:
+    """Run-all seconds by chapter from an earlier results file, and its date."""
+    import re
+
+    if not path.exists():
+        return {}, ""
+    text = path.read_text()
+    date = re.search(r"\b(\d{4}-\d{2}-\d{2})\b", text)
+    values = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) > 3 and re.match(r"\d\d_", cells[0]) and cells[2] not in ("", "–"):
+            values[cells[0]] = cells[2].rstrip("*")
+    return values, date[1] if date else ""
+
+
 def old_seconds(tree: Path, notebook: Path, autograder: Path) -> float | None:
     """Seconds the grader of ``tree`` takes on one notebook (None if it failed)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -93,6 +109,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     jobs = args.jobs or default_jobs()
+    earlier, earlier_date = previous_run_all(Path(args.out))
+    reused = False
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,6 +123,9 @@ def main() -> None:
             files = assign(chapter, Path(tmp) / chapter.stem, book=ROOT)
             questions = len(load_questions(chapter))
             run_all = execution_seconds(chapter, Path(args.cache))
+            run_all_text = "–" if run_all is None else f"{run_all:.0f}"
+            if run_all is None and chapter.stem in earlier:  # no cache: the last measurement
+                run_all_text, reused = earlier[chapter.stem] + "*", True
             cells = ["–"] * 4 + (["–", "–"] if args.old else [])
             if questions:
                 start = time.perf_counter()
@@ -129,7 +150,7 @@ def main() -> None:
                     cells += ["–", "–"] if old is None else [f"{old:.0f}", f"{old / per:.1f}×"]
             rows.append(
                 f"| {chapter.stem} | {questions} | "
-                f"{'–' if run_all is None else f'{run_all:.0f}'} | " + " | ".join(cells) + " |"
+                f"{run_all_text} | " + " | ".join(cells) + " |"
             )
             print(rows[-1], flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -149,6 +170,8 @@ def main() -> None:
             "|---|---:|---:|---:|---:|---:|---:|" + old_rule,
             *rows,
             "",
+            *([f"\\* *run all* from the previous measurement ({earlier_date}): no execution "
+               "cache to read this time.", ""] if reused else []),
         ]
     )
     Path(args.out).write_text(table)

@@ -265,3 +265,55 @@ def test_every_file_handed_in_has_a_row(batch) -> None:
     assert len(batch.csv) == len(handed_in)
     assert set(batch.csv.index) == {str(p) for p in handed_in}
     assert set(batch.csv["possible"]) == {7}
+
+
+# -- the grading machine, not the students -------------------------------------------
+
+
+def test_grading_resumes_where_it_stopped(batch, tmp_path) -> None:
+    folder = tmp_path / "handed-in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.ipynb").write_bytes(batch.files.student.read_bytes())
+    csv = tmp_path / "grades.csv"
+    grade([folder], batch.files.autograder, csv, jobs=1, limits=LIMITS)
+    first = csv.read_text()
+    log: list[str] = []
+    grade([folder], batch.files.autograder, csv, jobs=1, limits=LIMITS, log=log.append)
+    assert not log, "nothing changed: nothing to run, no sandbox started"
+    assert csv.read_text() == first
+    # a notebook handed in again is graded again; the other row is kept
+    text = (folder / "b.ipynb").read_text().replace("layers_needed = ...", "layers_needed = [35, 20]")
+    (folder / "b.ipynb").write_text(text)
+    done: list[str] = []
+    table = grade([folder], batch.files.autograder, csv, jobs=1, limits=LIMITS,
+                  progress=lambda result, n, total: done.append(result.submission.name))
+    assert table.loc[str(folder / "b.ipynb"), "total"] == 2
+    assert table.loc[str(folder / "a.ipynb"), "total"] == 0
+    assert sorted(done) == ["a.ipynb", "b.ipynb"]  # both reported, a.ipynb from the CSV
+
+
+def test_a_sandbox_that_dies_is_started_again(batch, tmp_path, monkeypatch) -> None:
+    from explodebook.coursework.sandbox import Sandbox
+
+    submit = Sandbox.submit
+    killed: list[int] = []
+
+    def submit_then_die(self, *args, **kwargs):
+        job = submit(self, *args, **kwargs)
+        if not killed:  # the OOM killer takes the zygote, say
+            killed.append(self._zygote.pid)
+            self._zygote.kill()
+        return job
+
+    monkeypatch.setattr(Sandbox, "submit", submit_then_die)
+    folder = tmp_path / "handed-in"
+    folder.mkdir()
+    (folder / "a.ipynb").write_text(batch.files.student.read_text().replace(
+        "layers_needed = ...", "layers_needed = [35, 20]"))
+    log: list[str] = []
+    table = grade([folder], batch.files.autograder, tmp_path / "grades.csv", jobs=1,
+                  limits=LIMITS, log=log.append)
+    assert killed and any("starting it again" in line for line in log)
+    row = table.loc[str(folder / "a.ipynb")]
+    assert row["status"] == "graded" and row["total"] == 2

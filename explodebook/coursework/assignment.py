@@ -110,6 +110,10 @@ class Question:
             the exercise's text.
         checks: the test cases; the question's points are split evenly.
         points: the question's points.
+        store: assignments appended to the chapter's solution in the
+            reference answer, when the solution prints its answer instead
+            of storing it: they store it in the answer's names, from the
+            solution's own results (assignments only).
     """
 
     label: str
@@ -117,6 +121,7 @@ class Question:
     instructions: str
     checks: tuple[Check, ...]
     points: int = 2
+    store: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ def load_questions(chapter: str | Path) -> dict[str, Question]:
             instructions=entry["instructions"].strip(),
             checks=tuple(Check(c["code"], c.get("hidden", True)) for c in entry["checks"]),
             points=int(entry.get("points", 2)),
+            store=str(entry.get("store") or "").strip(),
         )
     return questions
 
@@ -180,6 +186,14 @@ def _reference_code(exercise: Exercise, question: Question, chapter: Path) -> st
             "no ```python block to serve as the reference answer"
         )
     code = "\n\n".join(blocks)
+    if question.store:
+        tree = ast.parse(question.store)
+        if not all(isinstance(node, (ast.Assign, ast.AnnAssign)) for node in tree.body):
+            raise ValueError(
+                f"{_checks_file(chapter).name}: the store of {exercise.label!r} may only assign "
+                "the answer's names (the solution's code does the work)"
+            )
+        code += "\n\n# the answer, stored for grading\n" + question.store
     missing = [name for name in question.answer if name not in _assigned_names(code)]
     if missing:
         raise ValueError(

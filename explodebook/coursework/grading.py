@@ -515,20 +515,39 @@ def grade(
         if pending:
             outputs = [p for p in (csv_path, feedback_dir) if p is not None]
             hide = _hidden_paths(Path(autograder), [*inputs, Path(unpack)], outputs)
-            with Sandbox(jobs=min(jobs, len(pending)), limits=limits, hide=hide) as sandbox:
+            def start() -> Sandbox:
+                sandbox = Sandbox(jobs=min(jobs, len(pending)), limits=limits, hide=hide)
+                sandbox.start()
                 if log is not None:
                     log(f"sandbox: {sandbox.isolation.describe()}; {sandbox.jobs} at a time; "
                         f"ready in {sandbox.startup_seconds:.0f} s")
                     if sandbox.isolation.namespaces and sandbox.not_hidden:
                         log("not hidden from the notebooks (they hold Python or the package): "
                             + ", ".join(sandbox.not_hidden))
+                return sandbox
+
+            sandbox = start()
+            try:
                 queue = list(pending)
+                retried: set[int] = set()
                 while queue or sandbox.busy:
-                    while queue and sandbox.idle:
+                    if not sandbox.alive and not sandbox.busy:
+                        if log is not None:
+                            log("the sandbox stopped (killed?): starting it again")
+                        sandbox.close()
+                        sandbox = start()
+                    while queue and sandbox.idle and sandbox.alive:
                         item = queue.pop(0)
                         sandbox.submit(item[2], checks.names, tag=item)
-                    for _, (index, sub, _, digest), run in sandbox.results():
+                    for _, item, run in sandbox.results():
+                        index, sub, _, digest = item
+                        if run.status == "failed" and not sandbox.alive and index not in retried:
+                            retried.add(index)  # the sandbox died under it: once more
+                            queue.insert(0, item)
+                            continue
                         finish(index, _score_run(sub, digest, run, checks, limits))
+            finally:
+                sandbox.close()
         result_table = table.finish([s.path for s in found])
     return result_table
 

@@ -1029,6 +1029,11 @@ class Sandbox:
     # running
 
     @property
+    def alive(self) -> bool:
+        """Whether the zygote still runs (it may have been killed, by the OOM killer say)."""
+        return self._zygote is not None and self._zygote.poll() is None
+
+    @property
     def idle(self) -> int:
         """How many more submissions may start now."""
         return len(self._free_slots)
@@ -1079,8 +1084,11 @@ class Sandbox:
 
     def _send(self, request: dict) -> None:
         assert self._zygote is not None and self._zygote.stdin is not None
-        self._zygote.stdin.write((json.dumps(request) + "\n").encode())
-        self._zygote.stdin.flush()
+        try:
+            self._zygote.stdin.write((json.dumps(request) + "\n").encode())
+            self._zygote.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the zygote is gone: results() reports its jobs as failed
 
     def _finish(self, job: str, status: int | None) -> tuple[str, Any, RunResult]:
         info = self._running.pop(job)
