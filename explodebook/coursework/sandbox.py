@@ -538,6 +538,25 @@ def _expose(bases: dict[str, list[str]]) -> None:
         _mount(None, base, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
+def _private_tmpfs(path: str, size: int, needed: list[Path]) -> None:
+    """An empty, size-limited tmpfs over ``path``, keeping what the runner needs.
+
+    Python's environment or the book's package may live under ``/tmp`` (a
+    clone of the book there, as CI makes): they are bind-mounted back,
+    read-only, at their own paths, or the runner could not start.
+    """
+    base = Path(path)
+    inside = sorted({p for p in needed if base in p.parents}, key=lambda p: len(p.parts))
+    inside = [p for i, p in enumerate(inside) if not any(q in p.parents for q in inside[:i])]
+    fds = [(str(p), os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in inside if p.is_dir()]
+    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    for kept, fd in fds:
+        os.makedirs(kept, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", kept, None, MS_BIND | MS_REC, None)
+        _mount(None, kept, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+        os.close(fd)
+
+
 def _read_bounded(dir_fd: int, name: str, limit: int, tail: bool = False) -> tuple[bytes | None, bool]:
     """A regular file's bytes (at most ``limit``; its end if ``tail``), no symlinks."""
     try:
@@ -593,9 +612,10 @@ def _guardian(request: dict) -> None:
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             _expose(request.get("expose", {}))
             _hide(request.get("hide", []))
+            needed = _needed_paths()
             for path, size in (("/tmp", limits.disk), ("/var/tmp", 16 * 2**20), ("/dev/shm", 64 * 2**20)):
                 if os.path.isdir(path):
-                    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+                    _private_tmpfs(path, size, needed)
             workdir = PRIVATE_WORKDIR
             os.mkdir(workdir, 0o700)
         else:
