@@ -459,8 +459,8 @@ def grade(
             anything it could not hide from the notebooks.
 
     Returns:
-        A table with one row per submission, indexed by its path: the
-        student, one column of points per question, then ``total``,
+        the table of results, one row per submission (indexed by its path),
+        with the student, one column of points per question, then ``total``,
         ``possible``, ``percent``, ``status`` (see `STATUS`), ``error``,
         ``notes``, ``seconds`` and ``sha256``.
 
