@@ -132,9 +132,20 @@ def test_every_chapter_becomes_a_master_notebook(chapter: str) -> None:
     assert not re.search(r"\{(glue:text|cite|ref)\}`", markdown)
 
 
-def test_three_chapters_are_autograded() -> None:
-    graded = [c for c in CHAPTERS if load_questions(ROOT / f"{c}.md")]
-    assert len(graded) >= 3
+#: Chapters with fewer than two autograded exercises, and why.
+FEW_AUTOGRADED = {
+    # its other solutions use names of the chapter's experiments
+    "chapters/03_how_to_know": 1,
+    # every exercise trains the chapter's CNN with helpers of later cells
+    "chapters/11_watch_your_model": 0,
+}
+
+
+def test_every_chapter_has_autograded_exercises() -> None:
+    for chapter in CHAPTERS:
+        count = len(load_questions(ROOT / f"{chapter}.md"))
+        assert count == FEW_AUTOGRADED[chapter] if chapter in FEW_AUTOGRADED else count >= 2, (
+            chapter, count)
 
 
 def test_a_check_for_an_unknown_exercise_is_an_error() -> None:

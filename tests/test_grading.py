@@ -42,6 +42,32 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
         "ch1-ex-depth": ("largest_stable_scale = 1.2", "diverges"),
         "ch1-ex-sigmoid": ("long_term_vanishes = False", "which bound on sigma_max"),
     },
+    "02_the_problem": {
+        "ch2-ex-overflow": ("overflow_steps = [[27, 218, 218], [44, 235, 235]]", "still within"),
+        "ch2-ex-lr": ("largest_lr = 1.5e-3", "becomes non-finite"),
+    },
+    "03_how_to_know": {
+        "ch3-ex-threshold": ("threshold_level, scaled_verdict = 10, 'healthy'", "must be higher"),
+    },
+    "04_redesign": {
+        "rd-ex-layers": ("layers_to_remove = 20", "still above 10"),
+        "rd-ex-batch-lr": ("largest_lr_by_batch = {1: 1e-4, 32: 1e-2, 500: 1e-2}",
+                           "is not one that trains"),
+    },
+    "05_relu": {
+        "relu-ex-bound": ("sigmoid_layers = 62", "not yet below"),
+        "relu-ex-depth": ("first_layer_norms = {d: [1.44 ** d, 1.44 ** d] for d in (5, 10, 20, 40)}",
+                          "is not the first layer's gradient norm"),
+    },
+    "06_lstm": {
+        "lstm-ex-forget": ("norms = np.ones(80)", "not the input gradient norms"),
+        "lstm-ex-longer": (
+            "adding = RunSpec(model='rnn', width=32, init='xavier', optimizer='adam',"
+            " learning_rate=0.01, steps=400, seq_len=20)\n"
+            "trace = run(adding.replace(cell='lstm', seq_len=40))\nplateau_end = 399",
+            "its spec differs",
+        ),
+    },
     "07_gradient_clipping": {
         "clip-ex-bounds": (
             "bound_clipnorm, bound_clipvalue, bound_global = 1.0, 0.5, 1.0",
@@ -69,6 +95,19 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
         ),
         "reg-ex-adam": ("matching_optimizer = 'AdamW'", "per-element scaling"),
     },
+    "09_fixes_compared": {
+        "ex-cmp-recall": ("trace = run(RunSpec())\nlargest_norms = [1.0, 1.0]",
+                          "should be run(RunSpec(global_clipnorm=1.0))"),
+        "ex-cmp-combine": ("finite_by_variant = {'batch 8 + L2': [True, True],"
+                           " 'L2 + clipping': [True, True]}", "did not end as you say"),
+    },
+    "10_beyond_the_article": {
+        "bey-ex-warmup-scaled": (
+            "first_nonfinite = {(lr, w): [None, None] for lr in (0.1, 0.3) for w in (0, 50, 200)}",
+            "does not end as you say",
+        ),
+        "bey-ex-zero-branch": ("largest_residual_scale = 0.3", "goes non-finite"),
+    },
 }
 
 
@@ -95,8 +134,17 @@ def _sections(text: str) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def sandbox():
+    """One sandbox for every chapter's grading (its imports cost seconds)."""
+    from explodebook.coursework.sandbox import Sandbox
+
+    with Sandbox(jobs=2) as box:
+        yield box
+
+
 @pytest.fixture(scope="module", params=sorted(WRONG))
-def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sandbox):
     """The chapter's assignment, and one folder of notebooks graded with it."""
     chapter = ROOT / "chapters" / f"{request.param}.md"
     out = tmp_path_factory.mktemp(request.param)
@@ -119,7 +167,7 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     nbformat.write(notebook, folder / "wrong_answers.ipynb")  # students rename their copies
     csv, feedback = out / "grades.csv", out / "feedback"
     results = {}
-    grade([folder], files.autograder, csv, feedback, jobs=2,
+    grade([folder], files.autograder, csv, feedback, sandbox=sandbox,
           progress=lambda result, done, total: results.setdefault(result.submission.name, result))
     table = pd.read_csv(csv, index_col="submission", keep_default_na=False)
     return SimpleNamespace(

@@ -113,7 +113,12 @@ class Question:
         store: assignments appended to the chapter's solution in the
             reference answer, when the solution prints its answer instead
             of storing it: they store it in the answer's names, from the
-            solution's own results (assignments only).
+            solution's own results (assignments only); for a solution in
+            prose, the whole reference.
+        given: code from the chapter's later cells that the exercise uses
+            (a spec it names, say), put at the top of the answer cell for
+            the student and before the reference: grading runs only the
+            first cell and the answer cells.
     """
 
     label: str
@@ -122,6 +127,7 @@ class Question:
     checks: tuple[Check, ...]
     points: int = 2
     store: str = ""
+    given: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ def load_questions(chapter: str | Path) -> dict[str, Question]:
             checks=tuple(Check(c["code"], c.get("hidden", True)) for c in entry["checks"]),
             points=int(entry.get("points", 2)),
             store=str(entry.get("store") or "").strip(),
+            given=str(entry.get("given") or "").strip(),
         )
     return questions
 
@@ -180,7 +187,7 @@ def _assigned_names(code: str) -> set[str]:
 def _reference_code(exercise: Exercise, question: Question, chapter: Path) -> str:
     """The solution's code, checked to define the answer's names."""
     blocks = exercise.solution_code
-    if not blocks:
+    if not blocks and not question.store:
         raise ValueError(
             f"{chapter.name}: exercise {exercise.label!r} is autograded but its solution has "
             "no ```python block to serve as the reference answer"
@@ -223,6 +230,9 @@ def _autograded(
 ) -> list[nbformat.NotebookNode]:
     reference = _reference_code(exercise, question, chapter)
     placeholder = "\n".join(f"{name} = ..." for name in question.answer)
+    if question.given:
+        placeholder = f"{question.given}\n\n{placeholder}"
+        reference = f"{question.given}\n\n{reference}"
     points = f"{question.points} point{'s' if question.points != 1 else ''}"
     prompt = (
         f"**Exercise {number}** ({points}, autograded)\n\n{md(exercise.prompt)}"

@@ -436,6 +436,7 @@ def grade(
     resume: bool = True,
     progress: Callable[[Result, int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> pd.DataFrame:
     """Grade submissions and tabulate the scores.
 
@@ -457,6 +458,9 @@ def grade(
             done and how many there are.
         log: called with a line on what the sandbox could isolate, and on
             anything it could not hide from the notebooks.
+        sandbox: a started `Sandbox` to run the notebooks in (its jobs and
+            limits apply), to grade several assignments with one; by
+            default one is started for this grading and stopped after.
 
     Returns:
         the table of results, one row per submission (indexed by its path),
@@ -526,19 +530,22 @@ def grade(
                             + ", ".join(sandbox.not_hidden))
                 return sandbox
 
-            sandbox = start()
+            own = sandbox is None
+            sandbox = start() if own else sandbox
             try:
                 queue = list(pending)
                 retried: set[int] = set()
                 while queue or sandbox.busy:
-                    if not sandbox.alive and not sandbox.busy:
+                    if own and not sandbox.alive and not sandbox.busy:
                         if log is not None:
                             log("the sandbox stopped (killed?): starting it again")
                         sandbox.close()
                         sandbox = start()
                     while queue and sandbox.idle and sandbox.alive:
                         item = queue.pop(0)
-                        sandbox.submit(item[2], checks.names, tag=item)
+                        sandbox.submit(item[2], checks.names, tag=item, hide=hide)
+                    if not sandbox.alive and not own and not sandbox.busy:
+                        raise RuntimeError("the sandbox given to grade() has stopped")
                     for _, item, run in sandbox.results():
                         index, sub, _, digest = item
                         if run.status == "failed" and not sandbox.alive and index not in retried:
@@ -547,7 +554,8 @@ def grade(
                             continue
                         finish(index, _score_run(sub, digest, run, checks, limits))
             finally:
-                sandbox.close()
+                if own:
+                    sandbox.close()
         result_table = table.finish([s.path for s in found])
     return result_table
 

@@ -1063,8 +1063,12 @@ class Sandbox:
         """How many submissions are running."""
         return len(self._running)
 
-    def submit(self, cells: Sequence[dict], names: Sequence[str], tag: Any = None) -> str:
+    def submit(self, cells: Sequence[dict], names: Sequence[str], tag: Any = None,
+               hide: Iterable[str | Path] = ()) -> str:
         """Start running ``cells`` in a free slot; returns the job's id.
+
+        ``hide``: more of the grader's paths to hide from this runner (see
+        `hideable`), besides the sandbox's own.
 
         Raises:
             RuntimeError: no slot is free, or the sandbox is not started.
@@ -1090,7 +1094,7 @@ class Sandbox:
             "uid": self.isolation.uids[slot] if self.isolation.separate_users else None,
             "limits": asdict(self.limits),
             "namespaces": self.isolation.namespaces,
-            "hide": self.hide + [str(self._root / "jobs")],
+            "hide": hideable([*self.hide, *hide])[0] + [str(self._root / "jobs")],
             "expose": private_ancestors(_needed_paths()) if self.isolation.separate_users else {},
             "cgroup": None if self._cgroups is None else {
                 "version": self._cgroups.version,
