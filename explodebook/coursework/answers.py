@@ -4,7 +4,7 @@ A submission runs in a sandboxed process (`explodebook.coursework.sandbox`)
 and the checks run in the grader's own process. What crosses between them
 is data only: `encode` turns each answer into JSON made of numbers,
 strings, lists and a few tagged objects (tuples, dicts with any plain keys,
-numpy arrays, `explodebook.Trace`, `explodebook.RunSpec`, ``...``), and
+numpy arrays, `explodebook.trace.Trace`, `explodebook.spec.RunSpec`, ``...``), and
 `decode` rebuilds those values in the grader. Never pickle: unpickling runs
 code of the sender's choosing, and the sender is the student's process.
 
@@ -18,16 +18,16 @@ refuses with a sentence (``expect.number`` says "should be a number, got
 
 Tags (a JSON object always carries ``"$"``; plain objects never appear):
 
-========== ==========================================================
-``tuple``  ``{"$": "tuple", "items": [...]}``
-``dict``   ``{"$": "dict", "items": [[key, value], ...]}``
-``set``    ``{"$": "set", "items": [...]}``
-``ndarray`` ``{"$": "ndarray", "dtype": "float64", "shape": [...], "data": [...]}``
-``Trace``  ``{"$": "Trace", "header": {...}, "arrays": {name: ndarray}}``
-``RunSpec`` ``{"$": "RunSpec", "fields": {...}}``
-``ellipsis`` ``{"$": "ellipsis"}`` (an answer still left at ``...``)
+=============== ==========================================================
+``tuple``       ``{"$": "tuple", "items": [...]}``
+``dict``        ``{"$": "dict", "items": [[key, value], ...]}``
+``set``         ``{"$": "set", "items": [...]}``
+``ndarray``     ``{"$": "ndarray", "dtype": "float64", "shape": [...], "data": [...]}``
+``Trace``       ``{"$": "Trace", "header": {...}, "arrays": {name: ndarray}}``
+``RunSpec``     ``{"$": "RunSpec", "fields": {...}}``
+``ellipsis``    ``{"$": "ellipsis"}`` (an answer still left at ``...``)
 ``unsupported`` ``{"$": "unsupported", "type": "module.Class", "reason": "..."}``
-========== ==========================================================
+=============== ==========================================================
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import json
 import math
 from typing import Any
 
-__all__ = ["encode", "decode", "dumps", "loads", "Unreadable", "MAX_BYTES", "MAX_ITEMS"]
+__all__ = ["encode", "decode", "dumps", "loads", "Unreadable", "DecodeError", "MAX_BYTES", "MAX_ITEMS"]
 
 #: The most JSON text `loads` reads (larger answers are refused whole).
 MAX_BYTES = 32 * 2**20

@@ -80,7 +80,7 @@ def choice(name: str, value: Any, options: Sequence[str]) -> str:
 
 
 def trace(name: str, value: Any) -> Any:
-    """The answer as an `explodebook.Trace` of the package's own runs (with a spec)."""
+    """The answer as an `explodebook.trace.Trace` of the package's own runs (with a spec)."""
     from explodebook.trace import Trace
 
     answered(name, value)

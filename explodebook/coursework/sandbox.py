@@ -21,7 +21,7 @@ own process. Three kinds of processes take part:
     the submission left, and copies the runner's answer snapshot (bounded,
     a regular file only) to the grader.
 ``runner``
-    forked by the guardian; runs the cells (`explodebook.coursework.runner`)
+    forked by the guardian; runs the cells (``explodebook.coursework.runner``)
     with the limits below and writes its answers as JSON.
 
 What the runner gets, depending on what the machine allows
@@ -70,7 +70,7 @@ from typing import Any
 
 __all__ = ["Limits", "Isolation", "RunResult", "Sandbox", "STATUSES"]
 
-#: What `RunResult.status` may be.
+#: What ``RunResult.status`` may be.
 STATUSES = {
     "finished": "ran to the end",
     "timeout": "stopped at the time limit",
@@ -909,7 +909,7 @@ class Sandbox:
     Args:
         jobs: submissions run at the same time.
         limits: each submission's `Limits`.
-        hide: the grader's paths to hide from the runners (see `hideable`).
+        hide: the grader's paths to hide from the runners (see ``hideable``).
         preload: modules the zygote imports once.
         ready_timeout: seconds to wait for the zygote's imports.
         minimal: use none of root's means (separate users, namespaces,
@@ -1068,7 +1068,7 @@ class Sandbox:
         """Start running ``cells`` in a free slot; returns the job's id.
 
         ``hide``: more of the grader's paths to hide from this runner (see
-        `hideable`), besides the sandbox's own.
+        ``hideable``), besides the sandbox's own.
 
         Raises:
             RuntimeError: no slot is free, or the sandbox is not started.

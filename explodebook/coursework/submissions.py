@@ -168,7 +168,7 @@ def extract_zip(archive: Path, into: Path) -> Path:
 
     Raises:
         ValueError: a member would land outside the folder, is a link, or
-            the archive expands beyond `MAX_ZIP_BYTES`.
+            the archive expands beyond ``MAX_ZIP_BYTES``.
     """
     target = into / archive.stem
     n = 1
