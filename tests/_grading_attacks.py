@@ -441,7 +441,7 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 
-def measure_old(old_tree: Path, workdir: Path, timeout: float = 240.0) -> list[dict]:
+def measure_old(old_tree: Path, workdir: Path, timeout: float = 150.0) -> list[dict]:
     """Grade each attack, then its classmate, with the grader of ``old_tree``."""
     import shutil
     import subprocess

@@ -295,8 +295,14 @@ def kill_user(uid: int, rounds: int = 50) -> None:
         time.sleep(0.01)
 
 
-def _free_uids(count: int) -> tuple[int, ...]:
-    """``count`` user ids no account has and no process runs as."""
+def _free_uids(count: int) -> tuple[tuple[int, ...], list[int]]:
+    """``count`` user ids no account has, no process runs as, no other grader holds.
+
+    Returns:
+        the ids, and the open lock files that reserve them for this session
+        (another grading session running at the same time skips them).
+    """
+    import fcntl
     import pwd
 
     taken = {p.pw_uid for p in pwd.getpwall()} | set(_proc_uids().values())
@@ -306,13 +312,26 @@ def _free_uids(count: int) -> tuple[int, ...]:
         taken |= {g.gr_gid for g in grp.getgrall()}
     except ImportError:
         pass
-    uids = []
+    locks_dir = Path("/run/lock") if os.path.isdir("/run/lock") else Path(tempfile.gettempdir())
+    uids: list[int] = []
+    locks: list[int] = []
     candidate = 61000
-    while len(uids) < count:
+    while len(uids) < count and candidate < 65000:
         candidate += 1
-        if candidate not in taken:
-            uids.append(candidate)
-    return tuple(uids)
+        if candidate in taken:
+            continue
+        fd = os.open(locks_dir / f"explodebook-grading-uid-{candidate}.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # another grading session runs as this id
+            continue
+        uids.append(candidate)
+        locks.append(fd)
+    if len(uids) < count:
+        raise RuntimeError("no free user ids for the runners between 61001 and 65000")
+    return tuple(uids), locks
 
 
 # -- cgroups ------------------------------------------------------------------
@@ -944,6 +963,7 @@ class Sandbox:
         self._free_slots: list[int] = list(range(jobs))
         self._running: dict[str, dict[str, Any]] = {}
         self._counter = 0
+        self._uid_locks: list[int] = []
 
     # context management
 
@@ -967,7 +987,7 @@ class Sandbox:
         home.mkdir(mode=0o700)
         uids: tuple[int, ...] = ()
         if root:
-            uids = _free_uids(self.jobs)
+            uids, self._uid_locks = _free_uids(self.jobs)
             for uid in uids:
                 kill_user(uid)
             self._cgroups = _Cgroups.create(f"explodebook-grading-{os.getpid()}-{id(self)}")
@@ -1039,6 +1059,9 @@ class Sandbox:
             self._zygote = None
         for uid in self.isolation.uids:
             kill_user(uid)
+        for fd in self._uid_locks:
+            os.close(fd)  # the ids are free again
+        self._uid_locks = []
         if self._cgroups is not None:
             self._cgroups.remove()
             self._cgroups = None
