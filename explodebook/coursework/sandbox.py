@@ -393,14 +393,26 @@ class _Cgroups:
             (path / "cgroup.procs").write_text(str(os.getpid()))
 
     @staticmethod
-    def out_of_memory(dirs: Iterable[Path]) -> bool:
+    def out_of_memory(dirs: Iterable[Path], limit: int) -> bool:
+        """Whether the job met its memory limit.
+
+        The kernel's OOM counters say so (``oom``, ``oom_kill``,
+        ``oom_group_kill`` in ``memory.events``; ``oom_kill`` in v1's
+        ``memory.oom_control``); the peak usage reaching the limit says so
+        too, for a job killed before a counter was visible (seen under load
+        on a busy machine: the job ended by SIGKILL with no counter set).
+        """
         for path in dirs:
             for name in ("memory.events", "memory.oom_control"):
                 with contextlib.suppress(OSError, ValueError):
                     for line in (path / name).read_text().splitlines():
                         key, _, value = line.partition(" ")
-                        if key == "oom_kill" and int(value) > 0:
+                        if key in ("oom", "oom_kill", "oom_group_kill") and int(value) > 0:
                             return True
+            for name in ("memory.peak", "memory.max_usage_in_bytes"):
+                with contextlib.suppress(OSError, ValueError):
+                    if int((path / name).read_text().split()[0]) >= 0.95 * limit:
+                        return True
         return False
 
     @staticmethod
@@ -691,7 +703,7 @@ def _guardian(request: dict) -> None:
                 if reaped == pid and status == "timeout":
                     wait_status = reaped_status
             time.sleep(0.01)
-        memory = bool(cgroup_dirs) and _Cgroups.out_of_memory(cgroup_dirs)
+        memory = bool(cgroup_dirs) and _Cgroups.out_of_memory(cgroup_dirs, limits.memory)
         if cgroup_dirs:
             _Cgroups.empty(cgroup_dirs)
         exit_code = (
