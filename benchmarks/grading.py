@@ -135,8 +135,14 @@ def main() -> None:
                 folder.mkdir()
                 for i in range(args.class_size):
                     shutil.copy(files.solution, folder / f"student{i + 1:02d}.ipynb")
+                if single.total < single.total_possible:  # say why, for the record
+                    print(f"{chapter.stem}: the reference lost points ({single.status}; "
+                          f"{single.notes}): {single.feedback}", file=sys.stderr, flush=True)
                 start = time.perf_counter()
                 table = grade([folder], files.autograder, jobs=jobs)
+                for path, row in table[table["total"] < table["possible"]].iterrows():
+                    print(f"{chapter.stem}: {path} lost points ({row['status']}; {row['error']}; "
+                          f"{row['notes']})", file=sys.stderr, flush=True)
                 per = (time.perf_counter() - start) / args.class_size
                 full = int((table["total"] == table["possible"]).sum())
                 cells = [

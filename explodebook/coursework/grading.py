@@ -82,6 +82,8 @@ class Result:
         answers: the answer values the checks read, as decoded in the
             grader (not kept in the CSV; empty for rows kept on resuming).
         details: each question's score with its checks' results.
+        output: the end of what the notebook printed while graded (its
+            own output; for finding out why a notebook crashed).
     """
 
     submission: Path
@@ -97,6 +99,7 @@ class Result:
     sha256: str = ""
     details: dict[str, QuestionScore] = field(default_factory=dict, repr=False)
     answers: dict[str, Any] = field(default_factory=dict, repr=False)
+    output: str = field(default="", repr=False)
 
     @property
     def total(self) -> float:
@@ -387,6 +390,7 @@ def _score_run(submission: Submission, sha256: str, run: RunResult, checks: Chec
         sha256=sha256,
         details=scored,
         answers={name: answers.decode(value) for name, value in data.items()},
+        output=run.output,
     )
 
 

@@ -344,6 +344,18 @@ class _Cgroups:
         self.version = version
         self.roots = roots  # controller ("memory", "pids", or "" for v2) -> session dir
 
+    @staticmethod
+    def sweep(prefix: str) -> None:
+        """Remove the cgroups of grading sessions whose grader is gone (killed, say)."""
+        base = Path("/sys/fs/cgroup")
+        parents = [base] if (base / "cgroup.controllers").exists() else [
+            base / "memory", base / "pids"]
+        for parent in parents:
+            for session in parent.glob(f"{prefix}-*") if parent.is_dir() else []:
+                pid = session.name[len(prefix) + 1:].split("-")[0]
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                    _Cgroups("v2", {"": session}).remove()
+
     @classmethod
     def create(cls, name: str) -> _Cgroups | None:
         base = Path("/sys/fs/cgroup")
@@ -1002,7 +1014,9 @@ class Sandbox:
             uids, self._uid_locks = _free_uids(self.jobs)
             for uid in uids:
                 kill_user(uid)
-            self._cgroups = _Cgroups.create(f"explodebook-grading-{os.getpid()}-{id(self)}")
+            _Cgroups.sweep("explodebook-grading")
+            self._cgroups = _Cgroups.create(
+                f"explodebook-grading-{os.getpid()}-{os.urandom(4).hex()}")
         stderr = os.fdopen(  # noqa: SIM115
             os.open(self._root / "zygote.log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"
         )
