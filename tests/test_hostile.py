@@ -300,11 +300,11 @@ def test_a_sandbox_that_dies_is_started_again(batch, tmp_path, monkeypatch) -> N
     killed: list[int] = []
 
     def submit_then_die(self, *args, **kwargs):
-        job = submit(self, *args, **kwargs)
-        if not killed:  # the OOM killer takes the zygote, say
+        if not killed:  # the OOM killer takes the zygote, say, as the notebook goes in
             killed.append(self._zygote.pid)
             self._zygote.kill()
-        return job
+            self._zygote.wait()
+        return submit(self, *args, **kwargs)
 
     monkeypatch.setattr(Sandbox, "submit", submit_then_die)
     folder = tmp_path / "handed-in"

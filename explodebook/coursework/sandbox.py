@@ -483,7 +483,7 @@ def _runner_env(workdir: str) -> dict[str, str]:
 
 
 def _runner(job: dict, workdir: str, uid: int | None, limits: Limits,
-            cgroup_dirs: list[Path], output_fd: int) -> None:
+            cgroup_dirs: list[Path], output_fd: int, guardian: int) -> None:
     """The runner process: drop everything, then run the cells. Never returns."""
     code = 0
     try:
@@ -521,6 +521,8 @@ def _runner(job: dict, workdir: str, uid: int | None, limits: Limits,
             _prctl(PR_SET_NO_NEW_PRIVS, 1)
         with contextlib.suppress(OSError):
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != guardian:
+            os._exit(0)  # the guardian died before the death signal was armed
         with contextlib.suppress(OSError):  # its own /proc/self, for libraries that read it
             _prctl(PR_SET_DUMPABLE, 1)
         os.chdir(workdir)
@@ -640,6 +642,8 @@ def _guardian(request: dict) -> None:
         os.setsid()
         with contextlib.suppress(OSError):
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != request["zygote"]:
+            os._exit(0)  # the zygote died before the death signal was armed
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -675,9 +679,10 @@ def _guardian(request: dict) -> None:
                                {k: Path(v) for k, v in request["cgroup"]["roots"].items()})
             cgroup_dirs = cgroups.job(request["job"], limits)
         start = time.monotonic()
+        guardian = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _runner(job, workdir, uid, limits, cgroup_dirs, output_fd)
+            _runner(job, workdir, uid, limits, cgroup_dirs, output_fd, guardian)
         os.close(output_fd)
         deadline = start + limits.seconds
         status = None
@@ -839,6 +844,7 @@ def zygote(preload: Sequence[str] = PRELOAD) -> None:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
                 if request["op"] == "run":
+                    request["zygote"] = os.getpid()
                     pid = os.fork()
                     if pid == 0:
                         _guardian(request)
