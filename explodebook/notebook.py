@@ -20,7 +20,7 @@ def setup(*, threads: int | None = 1, style: bool = True) -> None:
       the same kernel) PyTorch's OpenMP threads wait for each other at
       every operation, which made an ordinary training loop run up to 50
       times slower in our measurements. One thread is steady.
-    - ``style``: apply the book's matplotlib style (`plots.use_style`).
+    - ``style``: apply the book's matplotlib style (`plots.style.use_style`).
 
     Args:
         threads: PyTorch intra-op threads (``torch.set_num_threads``), or
