@@ -17,6 +17,7 @@ from explodebook.checks import (
     expect_spec,
     expect_trace,
 )
+from explodebook.records import blame_parameter, combine_parameters
 from explodebook.spec import RunSpec
 
 __all__ = ["Trace", "FRAMEWORKS", "locate_nonfinite"]
@@ -262,37 +263,17 @@ class Trace:
                 not give a layer index for every parameter.
         """
         values = np.asarray(values, dtype=np.float64)
-        owner = np.asarray(owner)
-        n_params, n_layers = len(parameter_names), len(layers)
-        if values.ndim != 2 or values.shape[1] != 1 + 4 * n_params:
-            raise ValueError(
-                f"values must have shape (n, {1 + 4 * n_params}) for {n_params} parameters, "
-                f"got {values.shape}"
-            )
-        if owner.shape != (n_params,) or (
-            n_params and (owner.min() < 0 or owner.max() >= n_layers)
-        ):
-            raise ValueError(
-                f"owner must give one layer index in [0, {n_layers}) for each of the "
-                f"{n_params} parameters"
-            )
-        loss = values[:, 0]
-        grad, clipped, max_abs, weight = (
-            values[:, 1 + i * n_params : 1 + (i + 1) * n_params] for i in range(4)
+        arrays = combine_parameters(values, np.asarray(owner), len(layers), len(parameter_names))
+        grad, weight = arrays.pop("grad"), arrays.pop("weight")
+        step, kind, layer = locate_nonfinite(
+            arrays["loss"], arrays["grad_norms"], arrays["weight_norms"], layers
         )
-        with np.errstate(invalid="ignore", over="ignore"):
-            grad_sq = sum_layers(grad**2, owner, n_layers)
-            grad_norms = np.sqrt(grad_sq)
-            weight_norms = np.sqrt(sum_layers(weight**2, owner, n_layers))
-            clipped_norms = np.sqrt(sum_layers(clipped**2, owner, n_layers))
-            total = np.sqrt(grad_sq.sum(axis=1))
-        step, kind, layer = locate_nonfinite(loss, grad_norms, weight_norms, layers)
         info: dict[str, Any] = {
             "parameters": {
-                name: [parameter_names[i] for i in np.flatnonzero(owner == k)]
+                name: [parameter_names[i] for i in np.flatnonzero(np.asarray(owner) == k)]
                 for k, name in enumerate(layers)
             },
-            "first_nonfinite_parameter": _blame_parameter(
+            "first_nonfinite_parameter": blame_parameter(
                 step, kind, grad, weight, parameter_names
             ),
         }
@@ -301,12 +282,7 @@ class Trace:
             spec=spec,
             framework=framework,
             layers=layers,
-            loss=loss,
-            grad_norm_total=total,
-            grad_norms=grad_norms,
-            clipped_grad_norms=clipped_norms,
-            grad_max_abs=max_layers(max_abs, owner, n_layers),
-            weight_norms=weight_norms,
+            **arrays,
             first_nonfinite_step=step,
             first_nonfinite_kind=kind,
             first_nonfinite_layer=layer,
@@ -401,44 +377,3 @@ def locate_nonfinite(
         last = len(layers) - 1 - int(np.argmax(bad_g[step][::-1]))
         return step, "gradient", layers[last]
     return step, "loss", None
-
-
-def sum_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
-    """Sum per-parameter values into per-layer values.
-
-    Args:
-        values: ``(n, P)``, one column per parameter (e.g. squared norms).
-        owner: ``(P,)`` int, the layer index of each parameter.
-        n_layers: ``L``.
-
-    Returns:
-        ``(n, L)`` float64. ``np.add.at`` keeps an inf or NaN inside its
-        own layer (a masked sum would spread it).
-    """
-    out = np.zeros((values.shape[0], n_layers))
-    np.add.at(out.T, owner, values.T)
-    return out
-
-
-def max_layers(values: np.ndarray, owner: np.ndarray, n_layers: int) -> np.ndarray:
-    """Largest per-parameter value of each layer: ``(n, P)`` -> ``(n, L)``."""
-    return np.column_stack([values[:, owner == k].max(axis=1) for k in range(n_layers)])
-
-
-def _blame_parameter(
-    step: int | None,
-    kind: str | None,
-    grad: np.ndarray,
-    weight: np.ndarray,
-    names: list[str],
-) -> str | None:
-    """The parameter to blame, by the rule `locate_nonfinite` uses for layers."""
-    if step is None or kind == "loss":
-        return None
-    if kind == "weight":
-        return names[int(np.argmax(~np.isfinite(weight[step])))]
-    bad = ~np.isfinite(grad[step])
-    return names[len(names) - 1 - int(np.argmax(bad[::-1]))]
-
-
-# -- what Trace.load checks -------------------------------------------------
