@@ -36,12 +36,19 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from explodebook.checks import check_framework
-from explodebook.costs import reference_costs
+from explodebook.costs import (  # noqa: F401 (Speed, step_seconds: importable from here)
+    Runs,
+    Speed,
+    fields_to_lower,
+    run_seconds,
+    step_seconds,
+    total_seconds,
+)
 
 # Progress bars and Ctrl-C: importable from here, where the backends and
 # explodebook.run look for them.
@@ -64,7 +71,6 @@ __all__ = [
     "SPEED",
     "DEFAULT",
     "BudgetError",
-    "Speed",
     "CHECK_SECONDS",
     "calibrate",
     "estimate_seconds",
@@ -123,22 +129,7 @@ class BudgetError(SpecError):
         self.fields = list(fields)
 
 
-# -- the cost model -------------------------------------------------------------
-
-
-class Speed(NamedTuple):
-    """Cost of three kinds of work on this machine relative to the reference
-    machine (1.0: as fast; 2.0: twice as slow).
-
-    Attributes:
-        op: dispatching one small operation (Python and framework overhead).
-        mac: one multiply-add of a matrix product.
-        elem: one element of a memory-bound pass over an array.
-    """
-
-    op: float
-    mac: float
-    elem: float
+# -- calibration -----------------------------------------------------------------
 
 
 _REFERENCE = Speed(1.0, 1.0, 1.0)
@@ -146,28 +137,6 @@ _REFERENCE = Speed(1.0, 1.0, 1.0)
 # What `calibrate` measures on the reference machine (seconds per unit,
 # best of several repeats): see `_measure`.
 _REFERENCE_UNITS = Speed(op=0.23e-6, mac=0.013e-9, elem=0.42e-9)
-
-
-# Fields a message may suggest lowering, in the order they are tried.
-_KNOBS = ("steps", "depth", "width", "batch_size", "seq_len")
-
-
-def _seconds(
-    spec: RunSpec, framework: str, speed: Speed, values: Mapping[str, int] | None = None
-) -> float:
-    values = {name: getattr(spec, name) for name in _KNOBS} | dict(values or {})
-    setup_op, setup_elem, step_op, step_mac, step_elem = reference_costs(spec, framework, values)
-    per_step = step_op * speed.op + step_mac * speed.mac + step_elem * speed.elem
-    return setup_op * speed.op + setup_elem * speed.elem + values["steps"] * per_step
-
-
-def step_seconds(spec: RunSpec, framework: str) -> float:
-    """Estimated seconds of one training step on the reference machine
-    (no calibration): what the backends size their chunks of steps by."""
-    check_framework(framework)
-    values = {name: getattr(spec, name) for name in _KNOBS}
-    _, _, step_op, step_mac, step_elem = reference_costs(spec, framework, values)
-    return step_op + step_mac + step_elem
 
 
 def _best(function: Callable[[], Any], repeats: int = 5) -> float:
@@ -246,7 +215,7 @@ def estimate_seconds(spec: RunSpec, framework: str = "torch") -> float:
     if not isinstance(spec, RunSpec):
         raise TypeError(f"spec must be a RunSpec, got {type(spec).__name__}")
     check_framework(framework)
-    return _seconds(spec, framework, _speed())
+    return run_seconds(spec, framework, _speed())
 
 
 def format_seconds(seconds: float) -> str:
@@ -292,52 +261,6 @@ def given(max_seconds: Any = DEFAULT, progress: bool | None = None) -> dict[str,
     if progress is not None:
         options["progress"] = progress
     return options
-
-
-Runs = Sequence[tuple[RunSpec, str]]
-
-
-def _total(runs: Runs, speed: Speed, caps: Mapping[str, int] | None = None) -> float:
-    total = 0.0
-    for spec, framework in runs:
-        values = None
-        if caps:
-            values = {name: min(cap, getattr(spec, name)) for name, cap in caps.items()}
-        total += _seconds(spec, framework, speed, values)
-    return total
-
-
-def _suggestions(runs: Runs, speed: Speed, limit: float) -> list[tuple[str, int | None]]:
-    """Fields to lower, most effective first, with the largest value that fits.
-
-    A field's effect is how much halving it (in every run) cuts the total;
-    ``None`` as the value: lowering this field alone cannot fit the budget.
-    Fields whose halving saves under a fifth of the time are left out.
-    """
-    total = _total(runs, speed)
-    found = []
-    for name in _KNOBS:
-        if name == "seq_len" and all(spec.model != "rnn" for spec, _ in runs):
-            continue
-        top = max(getattr(spec, name) for spec, _ in runs)
-        if top <= 1:
-            continue
-        saving = 1 - _total(runs, speed, {name: max(1, top // 2)}) / total
-        if saving < 0.2:
-            continue
-        fits: int | None = None
-        if _total(runs, speed, {name: 1}) <= limit:
-            low, high = 1, top  # the total fits at low, not at high
-            while high - low > 1:
-                mid = (low + high) // 2
-                if _total(runs, speed, {name: mid}) <= limit:
-                    low = mid
-                else:
-                    high = mid
-            fits = low
-        found.append((name, fits, saving))
-    found.sort(key=lambda item: -item[2])
-    return [(name, fits) for name, fits, _ in found]
 
 
 def _advice(suggestions: list[tuple[str, int | None]]) -> str:
@@ -409,11 +332,11 @@ def plan(
     speed = SPEED
     if speed is None:
         # Calibrate only if the slowest allowed speed could cross a threshold.
-        far = all(_total(runs, _REFERENCE) * _MAX_FACTOR <= t for t in thresholds)
+        far = all(total_seconds(runs, _REFERENCE) * _MAX_FACTOR <= t for t in thresholds)
         speed = _REFERENCE if far else calibrate()
-    estimate = _total(runs, speed)
+    estimate = total_seconds(runs, speed)
     if limit is not None and estimate > limit:
-        suggestions = _suggestions(runs, speed, limit)
+        suggestions = fields_to_lower(runs, speed, limit)
         if what is None:
             what = spec_text(runs[0][0]) if len(runs) == 1 else f"these {len(runs)} runs"
         frameworks = sorted({framework for _, framework in runs})

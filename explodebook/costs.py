@@ -1,4 +1,4 @@
-"""What a run costs on the reference machine: the model behind `explodebook.budget`.
+"""What runs cost at a given `Speed`: the model behind `explodebook.budget`.
 
 Per step:
 
@@ -23,13 +23,44 @@ scales them to the reader's machine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from explodebook.checks import check_framework
 from explodebook.spec import RunSpec
 from explodebook.weights import GATES, input_size
 
-__all__ = ["Costs", "COSTS", "reference_costs"]
+__all__ = [
+    "Costs",
+    "COSTS",
+    "Speed",
+    "KNOBS",
+    "reference_costs",
+    "run_seconds",
+    "step_seconds",
+    "total_seconds",
+    "fields_to_lower",
+]
+
+
+class Speed(NamedTuple):
+    """Cost of three kinds of work on this machine relative to the reference
+    machine (1.0: as fast; 2.0: twice as slow).
+
+    Attributes:
+        op: dispatching one small operation (Python and framework overhead).
+        mac: one multiply-add of a matrix product.
+        elem: one element of a memory-bound pass over an array.
+    """
+
+    op: float
+    mac: float
+    elem: float
+
+
+#: ``(spec, framework)`` of each of several runs.
+Runs = Sequence[tuple[RunSpec, str]]
 
 
 @dataclass(frozen=True)
@@ -96,7 +127,7 @@ def reference_costs(
 
     Returns:
         ``(setup_op, setup_elem, step_op, step_mac, step_elem)`` seconds;
-        a kind is scaled by the matching `explodebook.budget.Speed` factor.
+        a kind is scaled by the matching `Speed` factor.
     """
     c = COSTS[framework]
     depth, width, batch = values["depth"], values["width"], values["batch_size"]
@@ -130,3 +161,70 @@ def reference_costs(
     growth = max(1.0, params / _PARAM_KNEE) ** _PARAM_GROWTH
     step_elem = params * c.param * growth * (1.5 if spec.clipping is not None else 1.0)
     return setup_op, params * c.setup_param, step_op, step_mac, step_elem
+
+
+#: Fields a refusal may suggest lowering, in the order they are tried.
+KNOBS = ("steps", "depth", "width", "batch_size", "seq_len")
+
+
+def run_seconds(
+    spec: RunSpec, framework: str, speed: Speed, values: Mapping[str, int] | None = None
+) -> float:
+    """Estimated seconds of a run at ``speed``, its `KNOBS` at ``values`` (default: the spec's)."""
+    values = {name: getattr(spec, name) for name in KNOBS} | dict(values or {})
+    setup_op, setup_elem, step_op, step_mac, step_elem = reference_costs(spec, framework, values)
+    per_step = step_op * speed.op + step_mac * speed.mac + step_elem * speed.elem
+    return setup_op * speed.op + setup_elem * speed.elem + values["steps"] * per_step
+
+
+def step_seconds(spec: RunSpec, framework: str) -> float:
+    """Estimated seconds of one training step on the reference machine
+    (no calibration): what the backends size their chunks of steps by."""
+    check_framework(framework)
+    values = {name: getattr(spec, name) for name in KNOBS}
+    _, _, step_op, step_mac, step_elem = reference_costs(spec, framework, values)
+    return step_op + step_mac + step_elem
+
+
+def total_seconds(runs: Runs, speed: Speed, caps: Mapping[str, int] | None = None) -> float:
+    """Estimated seconds of all ``runs`` at ``speed``, each field in ``caps`` capped there."""
+    total = 0.0
+    for spec, framework in runs:
+        values = None
+        if caps:
+            values = {name: min(cap, getattr(spec, name)) for name, cap in caps.items()}
+        total += run_seconds(spec, framework, speed, values)
+    return total
+
+
+def fields_to_lower(runs: Runs, speed: Speed, limit: float) -> list[tuple[str, int | None]]:
+    """Fields to lower, most effective first, with the largest value that fits.
+
+    A field's effect is how much halving it (in every run) cuts the total;
+    ``None`` as the value: lowering this field alone cannot fit the budget.
+    Fields whose halving saves under a fifth of the time are left out.
+    """
+    total = total_seconds(runs, speed)
+    found = []
+    for name in KNOBS:
+        if name == "seq_len" and all(spec.model != "rnn" for spec, _ in runs):
+            continue
+        top = max(getattr(spec, name) for spec, _ in runs)
+        if top <= 1:
+            continue
+        saving = 1 - total_seconds(runs, speed, {name: max(1, top // 2)}) / total
+        if saving < 0.2:
+            continue
+        fits: int | None = None
+        if total_seconds(runs, speed, {name: 1}) <= limit:
+            low, high = 1, top  # the total fits at low, not at high
+            while high - low > 1:
+                mid = (low + high) // 2
+                if total_seconds(runs, speed, {name: mid}) <= limit:
+                    low = mid
+                else:
+                    high = mid
+            fits = low
+        found.append((name, fits, saving))
+    found.sort(key=lambda item: -item[2])
+    return [(name, fits) for name, fits, _ in found]

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import explodebook  # noqa: E402
-from explodebook import budget, cache  # noqa: E402
+from explodebook import budget, cache, costs  # noqa: E402
 from explodebook.budget import BudgetError, Speed  # noqa: E402
 from explodebook.progress import RunInterrupted  # noqa: E402
 from explodebook.spec import RunSpec, SpecError  # noqa: E402
@@ -124,8 +124,8 @@ def test_estimate_checks_its_arguments() -> None:
 
 
 def test_speed_scales_the_estimate() -> None:
-    slow = budget._seconds(HUGE, "torch", Speed(2.0, 2.0, 2.0))
-    assert slow == pytest.approx(2 * budget._seconds(HUGE, "torch", Speed(1.0, 1.0, 1.0)))
+    slow = costs.run_seconds(HUGE, "torch", Speed(2.0, 2.0, 2.0))
+    assert slow == pytest.approx(2 * costs.run_seconds(HUGE, "torch", Speed(1.0, 1.0, 1.0)))
 
 
 @pytest.mark.parametrize(
@@ -306,7 +306,7 @@ def test_book_runs_are_well_under_the_budget() -> None:
     for spec in book:
         for framework in FRAMEWORKS:
             assert budget.estimate_seconds(spec, framework) < 30, (spec, framework)
-            assert budget._seconds(spec, framework, Speed(4.0, 4.0, 4.0)) < 120
+            assert costs.run_seconds(spec, framework, Speed(4.0, 4.0, 4.0)) < 120
 
 
 def test_explore_shows_a_budget_error_as_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
