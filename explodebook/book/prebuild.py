@@ -45,6 +45,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from explodebook.book import expressions
 from explodebook.book.sources import Book, read_notebook
 
 __all__ = ["Chapter", "cache_path", "chapters", "main", "notebook_hash", "prebuild"]
@@ -115,22 +116,38 @@ def chapters(book: Book) -> list[Chapter]:
 
 
 def _execute(path: str, notebook: Any, timeout: int, allow_errors: bool) -> dict[str, Any]:
-    """Worker: execute one notebook in its own directory, time every cell."""
-    from jupyter_cache.executors.utils import single_nb_execution
+    """Worker: execute one notebook in its own directory, time every cell.
 
+    Executes as jupyter-cache's ``single_nb_execution`` does, with
+    `explodebook.book.expressions.ExpressionClient`, which also evaluates the
+    Markdown cells' inline expressions (``{eval}``) where execution reaches them.
+    """
+    import traceback
+
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    from explodebook.book.expressions import ExpressionClient
+
+    execution = notebook.metadata.get("execution") or {}
+    timeout = execution.get("timeout", timeout)
+    allow_errors = execution.get("allow_errors", allow_errors)
     start = time.perf_counter()
     cpu = os.times()
-    result = single_nb_execution(
-        notebook,
-        cwd=str(Path(path).parent),
-        timeout=timeout,
-        allow_errors=allow_errors,
-        meta_override=True,
-        record_timing=True,
-    )
+    error = None
+    try:
+        ExpressionClient(
+            notebook,
+            resources={"metadata": {"path": str(Path(path).parent)}},
+            timeout=timeout,
+            allow_errors=allow_errors,
+            record_timing=True,
+        ).execute()
+    except (CellExecutionError, CellTimeoutError):
+        error = traceback.format_exc()
+    elapsed = time.perf_counter() - start
     cpu_after = os.times()
     cells = []
-    for index, cell in enumerate(result.nb.cells):
+    for index, cell in enumerate(notebook.cells):
         timing = cell.metadata.pop("execution", None)
         if cell.cell_type != "code" or not timing:
             continue
@@ -143,13 +160,13 @@ def _execute(path: str, notebook: Any, timeout: int, allow_errors: bool) -> dict
         first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
         cells.append({"cell": index, "seconds": round(seconds, 3), "first_line": first[:100]})
     return {
-        "notebook": result.nb,
-        "seconds": result.time,
+        "notebook": notebook,
+        "seconds": elapsed,
         "wall": time.perf_counter() - start,
         # the kernel is a child of this worker: its CPU time is counted
         # once it has exited
         "cpu": (cpu_after.children_user - cpu.children_user) + (cpu_after.children_system - cpu.children_system),
-        "error": result.exc_string,
+        "error": error,
         "cells": cells,
     }
 
@@ -201,11 +218,21 @@ def prebuild(
     for chapter in chapters(source):
         chapter.hashkey = notebook_hash(chapter.notebook, cache)
         try:
-            cache.match_cache_notebook(chapter.notebook)
-            chapter.cached = True
-            report["cached"].append(chapter.docname)
+            record = cache.match_cache_notebook(chapter.notebook)
         except KeyError:
             todo.append(chapter)
+            continue
+        # The cache key hashes code cells only: a prose edit that adds an
+        # inline expression finds the chapter cached without its value.
+        known = (record.data or {}).get("expressions") or {}
+        missing = [e for e in expressions.all_expressions(chapter.notebook.cells) if e not in known]
+        if missing:
+            log(f"prebuild: {chapter.docname}: {len(missing)} inline expression(s) new since it was cached "
+                f"(first: {missing[0]!r}); executing it again")  # fmt: skip
+            todo.append(chapter)
+            continue
+        chapter.cached = True
+        report["cached"].append(chapter.docname)
     log(f"prebuild: {len(report['cached'])} chapter(s) cached, {len(todo)} to execute with {jobs} worker(s) into {path}")
     if dry_run or not todo:
         report["wall"] = time.perf_counter() - start
@@ -250,13 +277,28 @@ def prebuild(
                     log(result["error"])
                     continue
                 executed = result["notebook"]
+                problems = expressions.errors(executed)
+                if problems:
+                    report["failed"][chapter.docname] = "\n".join(problems)
+                    log(f"prebuild: {chapter.docname}: inline expressions failed (left uncached):")
+                    for line in problems:
+                        log(f"  {line}")
+                    continue
                 if notebook_hash(executed, cache) != chapter.hashkey:
                     report["failed"][chapter.docname] = "hash changed by execution"
                     log(f"prebuild: {chapter.docname}: the executed notebook no longer matches its source; not cached")
                     continue
                 record = cache.add_nb_to_project(str(chapter.path), read_data=chapter.read_fmt)
                 cache.cache_notebook_bundle(
-                    CacheBundleIn(executed, record.uri, data={"execution_seconds": result["seconds"]}),
+                    CacheBundleIn(
+                        executed,
+                        record.uri,
+                        data={
+                            "execution_seconds": result["seconds"],
+                            # what the page's {eval} roles show (sphinxext)
+                            "expressions": expressions.expression_outputs(executed),
+                        },
+                    ),
                     check_validity=False,
                     overwrite=True,
                 )  # fmt: skip

@@ -19,6 +19,13 @@ MyST-NB 1.4 writes that copy without outputs when a page's outputs come from
 the execution cache (it writes the notebook it read, not the merged one),
 so the download of a chapter not executed in that build had none. They are
 merged in from the same cache the page was rendered from.
+
+And it renders MyST inline expressions (``{eval}`expr```) from the
+execution cache: MyST-NB evaluates them only when it executes a chapter
+inline, at every build; the prebuild evaluates them where execution
+reaches their cell and stores the results in the cache record
+(`explodebook.book.expressions`), and the ``eval`` role here shows them,
+rendered as MyST-NB's own ``eval`` role renders a kernel's answer.
 """
 
 from __future__ import annotations
@@ -90,6 +97,63 @@ def _executed_download(app: Any, pagename: str, templatename: str, context: dict
     nbformat.write(merged, path)
 
 
+def _cached_expressions(document: Any) -> dict[str, Any] | str:
+    """The page's expression results from the execution cache, or why there are none."""
+    key = "explodebook_expressions"
+    if key in document:
+        return document[key]
+    from jupyter_cache import get_cache
+
+    client = document["nb_renderer"].renderer.nb_client
+    try:
+        record = get_cache(client.nb_config.execution_cache_path).match_cache_notebook(client.notebook)
+        found: dict[str, Any] | str = (record.data or {}).get("expressions") or {}
+    except KeyError:
+        found = "the chapter is not in the execution cache"
+    document[key] = found
+    return found
+
+
+def _eval_role() -> type:
+    """MyST-NB's ``eval`` role, answered from the execution cache in ``cache`` mode."""
+    from myst_nb.core.variables import VariableOutput, create_warning, render_variable_outputs
+    from myst_nb.ext.eval import EvalRoleAny
+
+    class CachedEvalRole(EvalRoleAny):
+        def run(self) -> tuple[list[Any], list[Any]]:
+            if "nb_renderer" not in self.document:  # not a notebook page
+                return super().run()
+            element = self.document["nb_renderer"]
+            if element.renderer.nb_client.nb_config.execution_mode != "cache":
+                return super().run()  # inline mode: MyST-NB asks the kernel
+
+            def warn(message: str) -> tuple[list[Any], list[Any]]:
+                return [], [create_warning(message, self.document, self.line, subtype="eval")]
+
+            found = _cached_expressions(self.document)
+            if isinstance(found, str):
+                return warn(f"{{eval}}`{self.text}`: {found}; run `python -m explodebook.book.prebuild` "
+                            "(make book does) before jupyter-book build")  # fmt: skip
+            if self.text not in found:
+                return warn(f"{{eval}}`{self.text}` has no value in the execution cache; "
+                            "run `python -m explodebook.book.prebuild` (make book does)")  # fmt: skip
+            result = found[self.text]
+            if result.get("status") != "ok":
+                return warn(f"{{eval}}`{self.text}` raised {result.get('ename')}: {result.get('evalue')}")
+            output = VariableOutput(
+                data=result.get("data", {}),
+                # strings are shown without their quotes, as MyST-NB and
+                # jupyterlab-myst both do
+                metadata={**(result.get("metadata") or {}), "strip_text_quotes": True},
+                nb_renderer=element,
+                vtype="eval",
+                index=0,
+            )
+            return render_variable_outputs([output], self.document, self.line, self.source, inline=True), []
+
+    return CachedEvalRole
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the page hooks (Sphinx calls this)."""
     # After the extensions that add scripts in html-page-context.
@@ -98,4 +162,6 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _launch_notebooks, priority=600)
     # After the theme copies the executed notebook to _sources (priority 501).
     app.connect("html-page-context", _executed_download, priority=600)
+    # After myst_nb (an earlier extension) registered its own eval role.
+    app.add_role("eval", _eval_role()(), override=True)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
