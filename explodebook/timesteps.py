@@ -95,9 +95,10 @@ def input_gradient_norms(
 
 
 def _torch_input_grad(spec: RunSpec, x_batch: np.ndarray, y_batch: np.ndarray) -> np.ndarray:
-    import torch
-
     from explodebook.backends import torch as torch_backend
+    from explodebook.frameworks import import_torch
+
+    torch = import_torch()
 
     model = torch_backend.build(spec)
     x = torch.from_numpy(x_batch).requires_grad_()
