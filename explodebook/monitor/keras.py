@@ -20,7 +20,7 @@ wrappers are compiled into it:
   ``global_clipnorm``, through the optimizer's ``_clip_gradients``, the
   same as `explodebook.backends.keras`) and every variable's weight norm
   before the update, all with fused segment reductions
-  (``_LayerReducer``), in float64;
+  (`LayerReducer`), in float64;
 - the model's compiled loss (``model._compile_loss.call``, the loss given
   to ``compile``), to take each batch's data loss *without* the
   regularization penalties of ``model.losses``, as the `Trace` contract
@@ -69,66 +69,10 @@ from explodebook.backends.keras import applied_gradients  # noqa: I001
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from explodebook.monitor.keras_steps import LayerReducer  # noqa: E402
 from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 
-
-class _LayerReducer:
-    """Per-layer norms of the gradients and weights in a handful of fused ops.
-
-    One op per variable per quantity (cast, square, sum) would put dozens of
-    tiny ops into every step, and the compiled loop's cost is mostly per op,
-    not per element. Instead all gradients and weights are flattened into
-    one vector and reduced per layer with ``unsorted_segment_sum`` /
-    ``_max``. Values are cast to float64 first, so a norm is finite exactly
-    when every element is (a float32 sum of squares could overflow).
-
-    Args:
-        groups: the variables of each layer (``L`` groups).
-    """
-
-    def __init__(self, groups: list[list[keras.Variable]]) -> None:
-        ids = np.concatenate(
-            [
-                np.full(int(np.prod(v.shape)), layer, np.int32)
-                for layer, group in enumerate(groups)
-                for v in group
-            ]
-        )
-        self.n_layers = n_layers = len(groups)
-        self.n_grad = len(ids)
-        self.grad_segments = tf.constant(ids)
-        # Gradients to segments 0..L-1, weights to L..2L-1.
-        self.segments = tf.constant(np.concatenate([ids, ids + n_layers]))
-
-    @staticmethod
-    def _flat(values: list[tf.Tensor]) -> tf.Tensor:
-        return tf.cast(tf.concat([tf.reshape(v, [-1]) for v in values], axis=0), tf.float64)
-
-    def l2(self, grads: list[tf.Tensor]) -> tf.Tensor:
-        """``(L,)`` float64 L2 norm per layer of gradients (all layers, in order)."""
-        squares = tf.square(self._flat(grads))
-        return tf.sqrt(tf.math.unsorted_segment_sum(squares, self.grad_segments, self.n_layers))
-
-    def record(
-        self, grads: list[tf.Tensor], weights: list[tf.Tensor]
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per-layer gradient L2 norms, largest ``|gradient|`` and weight norms.
-
-        Returns:
-            three ``(L,)`` float64 tensors.
-        """
-        L = self.n_layers
-        flat = self._flat(grads + weights)
-        norms = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(flat), self.segments, 2 * L))
-        grad_norms = norms[:L]
-        largest = tf.math.unsorted_segment_max(
-            tf.abs(flat[: self.n_grad]), self.grad_segments, L
-        )
-        # segment_max skips NaN (comparisons with NaN are false); a layer
-        # with a NaN has a NaN norm, so put it back from there.
-        largest = tf.where(tf.math.is_nan(grad_norms), grad_norms, largest)
-        return grad_norms, largest, norms[L:]
 
 __all__ = ["GradientMonitor", "layer_groups"]
 
@@ -305,7 +249,7 @@ class GradientMonitor(keras.callbacks.Callback):
         self._index = {id(v): i for i, v in enumerate(variables)}
         # One segment per variable: per-variable norms, summed per layer at
         # the end, so the trace can also name the first non-finite variable.
-        self._reducer = _LayerReducer([[v] for v in variables])
+        self._reducer = LayerReducer([[v] for v in variables])
         self._clipping = bool(
             optimizer.clipnorm or optimizer.clipvalue or optimizer.global_clipnorm
         )

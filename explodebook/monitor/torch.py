@@ -80,12 +80,10 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from explodebook.spec import RunSpec  # noqa: E402
+from explodebook.monitor.torch_steps import CHUNK, StepRecord, as_loss  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 
 __all__ = ["GradientMonitor", "layer_groups", "CHUNK", "SMALL_MODEL", "SMALL_MODEL_PARAMETERS"]
-
-#: Steps kept as lists of small tensors before they are stacked into one.
-CHUNK = 256
 
 #: ``GradientMonitor(threads=SMALL_MODEL)`` (the default): one PyTorch thread
 #: while monitoring a model with fewer than `SMALL_MODEL_PARAMETERS`
@@ -202,13 +200,7 @@ class GradientMonitor:
         # not reach): norm 0, largest element 0.
         self._no_grad = [torch.zeros(1, dtype=p.dtype, device=p.device) for p in self.params]
 
-        # Per step, 0-d tensors kept apart by dtype (stacking tensors of
-        # mixed dtypes is several times slower): the loss; 3P float64 L2
-        # norms (gradients, weights, gradients after clipping); P largest
-        # gradient elements in the parameters' dtype.
-        self._steps: list[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = []
-        self._chunks: list[torch.Tensor] = []  # (k, 1 + 4P) float64
-        self._loss_missing: list[bool] = []
+        self._record = StepRecord(len(self.params))
         self._pending_loss: torch.Tensor | None = None
         self._snapshot: tuple[list[torch.Tensor], list[Any]] | None = None
         self._queued = False
@@ -240,7 +232,7 @@ class GradientMonitor:
     @property
     def steps_recorded(self) -> int:
         """Number of steps recorded so far."""
-        return len(self._loss_missing)
+        return len(self._record)
 
     def log_loss(self, loss: torch.Tensor | float) -> None:
         """Give the monitor the loss of the current step (hook mode).
@@ -249,7 +241,7 @@ class GradientMonitor:
         last value given before the step is recorded. Cheap: the tensor is
         kept, not read.
         """
-        self._pending_loss = self._as_loss(loss)
+        self._pending_loss = as_loss(loss)
 
     @torch.no_grad()
     def record(self, loss: torch.Tensor | float) -> None:
@@ -263,7 +255,7 @@ class GradientMonitor:
             return
         self._tick()
         norms = self._norms(self._grads()[0])
-        self._commit(self._as_loss(loss), norms, norms[: len(self.params)])
+        self._record.commit(as_loss(loss), norms, norms[: len(self.params)])
 
     @torch.no_grad()
     def record_clipped(self) -> None:
@@ -273,12 +265,10 @@ class GradientMonitor:
                 "record_clipped() is for manual mode; with an optimizer the monitor "
                 "sees clipping by itself"
             )
-        if not self._steps:
+        if not self._record.steps:
             raise RuntimeError("record_clipped() needs a step: call record(loss) first")
         grads, _ = self._grads()
-        clipped = torch._foreach_norm(grads, 2, dtype=torch.float64)
-        P = len(self.params)
-        self._steps[-1][1][2 * P :] = clipped
+        self._record.set_clipped(torch._foreach_norm(grads, 2, dtype=torch.float64))
 
     def close(self) -> None:
         """Remove every hook and restore PyTorch's thread count. Idempotent.
@@ -300,7 +290,7 @@ class GradientMonitor:
 
     def reset(self) -> None:
         """Forget the recorded steps (the hooks stay)."""
-        self._steps, self._chunks, self._loss_missing = [], [], []
+        self._record.reset()
         self._pending_loss, self._snapshot, self._start, self._elapsed = None, None, None, 0.0
 
     def trace(self) -> Trace:
@@ -317,14 +307,14 @@ class GradientMonitor:
                 "loss.backward() and optimizer.step(); without one, call "
                 "monitor.record(loss) after loss.backward()"
             )
-        if any(self._loss_missing):
-            first = self._loss_missing.index(True)
+        if any(self._record.loss_missing):
+            first = self._record.loss_missing.index(True)
             raise ValueError(
                 f"step {first} has no loss: pass loss_fn=<your nn.Module loss> to "
                 "GradientMonitor, or call monitor.log_loss(loss) before optimizer.step()"
             )
         return Trace.from_parameter_record(
-            self._values(),
+            self._record.values(),
             framework="torch",
             layers=self.layers,
             owner=self.owner,
@@ -371,13 +361,13 @@ class GradientMonitor:
                 g is not g0 or v != v0 for (g0, v0), g, v in zip(before, grads, versions)
             )
             clipped = torch._foreach_norm(grads, 2, dtype=torch.float64) if changed else norms[:P]
-        self._commit(self._pending_loss, norms, clipped)
+        self._record.commit(self._pending_loss, norms, clipped)
         self._snapshot = None
         self._pending_loss = None
 
     def _on_loss(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if isinstance(output, torch.Tensor) and output.requires_grad and output.numel() == 1:
-            self._pending_loss = self._as_loss(output)
+            self._pending_loss = as_loss(output)
 
     # -- internals ----------------------------------------------------------
 
@@ -393,54 +383,9 @@ class GradientMonitor:
         # every element is (float32 squares of ~1e19 overflow).
         l2 = torch._foreach_norm(grads + self.params, 2, dtype=torch.float64)
         # The largest element is exact in the parameters' own dtype; the
-        # stack in `_stack` promotes it to float64.
+        # stack in `StepRecord.values` promotes it to float64.
         largest = torch._foreach_norm(grads, float("inf"))
         return list(l2) + list(largest)
-
-    @staticmethod
-    def _as_loss(loss: torch.Tensor | float) -> torch.Tensor:
-        if isinstance(loss, torch.Tensor):
-            if loss.numel() != 1:
-                raise ValueError(
-                    f"the loss must be a single number, got a tensor of shape {tuple(loss.shape)}"
-                )
-            loss = loss.detach()  # cast to float64 in bulk, by `_stack`
-            return loss if loss.dim() == 0 else loss.reshape(())
-        try:
-            return torch.tensor(float(loss), dtype=torch.float64)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"the loss must be a tensor or a number, got {type(loss).__name__}"
-            ) from None
-
-    def _commit(
-        self, loss: torch.Tensor | None, norms: list[torch.Tensor], clipped: Any
-    ) -> None:
-        if len(self._steps) >= CHUNK:
-            self._chunks.append(self._stack(self._steps))
-            self._steps = []
-        self._loss_missing.append(loss is None)
-        if loss is None:
-            loss = torch.tensor(float("nan"), dtype=torch.float64)
-        elif loss.device != norms[0].device:
-            loss = loss.to(norms[0].device)
-        P = len(self.params)
-        self._steps.append((loss, [*norms[: 2 * P], *clipped], norms[2 * P :]))
-
-    def _stack(self, steps: list[tuple[Any, ...]]) -> torch.Tensor:
-        # (k, 1 + 4P) float64 in the layout of `Trace.from_parameter_record`
-        # (loss, gradient norms, clipped, largest elements, weight norms):
-        # three stacks of many 0-d tensors each (stack promotes mixed dtypes).
-        P, k = len(self.params), len(steps)
-        loss = torch.stack([row[0] for row in steps]).to(torch.float64).reshape(k, 1)
-        l2 = torch.stack([v for row in steps for v in row[1]]).to(torch.float64).reshape(k, 3 * P)
-        largest = torch.stack([v for row in steps for v in row[2]]).to(torch.float64).reshape(k, P)
-        grad, weight, clipped = l2[:, :P], l2[:, P : 2 * P], l2[:, 2 * P :]
-        return torch.cat([loss, grad, clipped, largest, weight], dim=1)
-
-    def _values(self) -> np.ndarray:
-        parts = self._chunks + ([self._stack(self._steps)] if self._steps else [])
-        return torch.cat(parts).cpu().numpy().astype(np.float64)
 
     def _tick(self) -> None:
         # wall_time: from the first recorded step to the last one.
