@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 # Open MyST .md chapters as notebooks in JupyterLab (jupytext).
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
-# Keras runs on TensorFlow; silence TensorFlow's start-up banner.
+# Keras runs on TensorFlow; silence its C++ log (start-up banner, CPU-dependent
+# "E" lines such as oneDNN's float16 fallback), which notebooks show as stderr.
 export KERAS_BACKEND ?= tensorflow
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: help venv assets book book-student assignment assignments grade test test-fast test-envs wheel lab bench bench-book clean
 

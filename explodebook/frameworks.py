@@ -110,10 +110,14 @@ def import_tensorflow() -> tuple[ModuleType, ModuleType]:
     if "tensorflow" not in sys.modules and _installed("torch"):
         import_torch()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # TensorFlow's C++ start-up messages (CPU features, absl) go to stderr,
-    # where notebooks show them as warnings; keep errors only, unless the
-    # user chose.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ log goes to stderr, where notebooks show it (and the
+    # book's build fails on it): start-up banners, and "E"-level lines that
+    # depend on the CPU and are no error of the reader's program (oneDNN's
+    # float16 fallback without AVX-512 FP16, grappler's optimizer skipping a
+    # loop). Level 3 keeps TensorFlow's fatal messages only; Python errors
+    # still raise. TensorFlow reads the level once, on import: a user's own
+    # choice, set before, is kept.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     level = os.environ["TF_CPP_MIN_LOG_LEVEL"]
     quiet = "tensorflow" not in sys.modules and level.isdigit() and int(level) >= 2
     with _native_stderr_silenced() if quiet else contextlib.nullcontext():

@@ -92,7 +92,7 @@ class LabServer:
             JUPYTER_DATA_DIR=str(home / "data"),
             IPYTHONDIR=str(home / "ipython"),
             KERAS_BACKEND=env.get("KERAS_BACKEND", "tensorflow"),
-            TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "3"),
         )
         jupyter = Path(sys.executable).with_name("jupyter")
         cmd = [

@@ -76,7 +76,7 @@ def student_build(build: subprocess.CompletedProcess[str]) -> subprocess.Complet
     # After the full edition: they share the execution cache, so this
     # build executes nothing and takes about a minute.
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     shutil.rmtree(ROOT / "_build" / "student", ignore_errors=True)
     return subprocess.run(
         ["make", "--no-print-directory", "book-student", f"PYTHON={sys.executable}"],

@@ -149,3 +149,24 @@ def test_monitor_uses_one_thread_for_a_small_model_and_restores() -> None:
             GradientMonitor(small, optimizer, threads=-1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_tensorflow_writes_nothing_to_stderr_at_run_time() -> None:
+    # On CPUs without AVX-512 FP16, TensorFlow 2.21 logs an "E"-level line
+    # (oneDNN's float16 fallback) on the first float16 op; a notebook shows it
+    # as stderr and the book's -W build fails on it. Not an error of the
+    # reader's program: the package keeps TensorFlow's C++ log quiet unless
+    # the user set TF_CPP_MIN_LOG_LEVEL.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = textwrap.dedent(
+        """
+        from explodebook.frameworks import import_tensorflow
+        tf, keras = import_tensorflow()
+        x = keras.ops.convert_to_tensor(60000.0, "float16") * 2
+        print(float(x))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["inf"]
+    assert done.stderr == ""

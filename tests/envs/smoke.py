@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "agg")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def check(condition: bool, what: str) -> None:
