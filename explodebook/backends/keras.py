@@ -24,7 +24,6 @@ chunk of steps at once (`explodebook.flat`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # The networks; importing them checks that Keras runs on TensorFlow.
+from explodebook.backends.common import TrainingLoop, run_within_budget  # noqa: E402
 from explodebook.backends.keras_nets import (  # noqa: E402
     RecurrentRegressor,
     build,
@@ -266,13 +266,7 @@ def run(
         a `Trace`; if the loss, a gradient or a weight becomes non-finite
         and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
     """
-    plan = budget.plan([(spec, "keras")], max_seconds, progress)
-    try:
-        return _train(spec, plan)
-    except budget.RunInterrupted:
-        raise
-    except KeyboardInterrupt as e:  # during set-up, or a second Ctrl-C: no record
-        raise budget.stopped_at_once(spec, "keras") from e
+    return run_within_budget(spec, "keras", _train, max_seconds, progress)
 
 
 def _forget(trainer: _Trainer) -> None:
@@ -299,15 +293,13 @@ def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
         max(1, int(budget.CHECK_SECONDS / budget.step_seconds(spec, "keras"))),
     )
     chunks: list[np.ndarray] = [np.empty((0, 2 + 4 * len(trainer.layout.layer_sizes)))]
-    bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, "keras"))
-    completed = False
+    loop = TrainingLoop(spec, "keras", plan)
     try:
-        start = time.perf_counter()
-        with budget.interruptible() as stop:
+        with loop.running() as stop:
             for first in range(0, spec.steps, chunk):
                 if stop.requested:
                     break
-                bar.to(first)
+                loop.bar.to(first)
                 idx = tf.constant(batches[first : first + chunk], tf.int64)
                 chunks.append(trainer.layout.rows(trainer.train(X, y, idx).numpy()))
                 if spec.stop_on_nonfinite:
@@ -317,17 +309,11 @@ def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
                         # the record ends there, where the PyTorch loop stops.
                         chunks[-1] = chunks[-1][: bad + 1]
                         break
-        wall_time = time.perf_counter() - start
-        completed = not stop.requested
     except KeyboardInterrupt:
         # A second Ctrl-C may have stopped the loop half-way through a call:
         # do not reuse that model and optimizer.
         _forget(trainer)
         raise
-    finally:
-        bar.close(completed)
 
-    trace = Trace.from_record(np.concatenate(chunks), spec, "keras", wall_time)
-    if stop.requested:  # the first Ctrl-C: the steps done, as a trace
-        raise budget.interrupted(trace, spec, "keras")
-    return trace
+    trace = Trace.from_record(np.concatenate(chunks), spec, "keras", loop.wall_time)
+    return loop.finish(trace)  # after a first Ctrl-C: the steps done, as a trace

@@ -12,7 +12,6 @@ importable from here.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -28,6 +27,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from explodebook import budget
+from explodebook.backends.common import TrainingLoop, run_within_budget
 from explodebook.backends.torch_nets import RecurrentRegressor, build, layer_weights, load_weights
 from explodebook.data import batch_indices, dataset_for
 from explodebook.spec import RunSpec
@@ -216,18 +216,11 @@ def run(
         a `Trace`; if the loss, a gradient or a weight becomes non-finite
         and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
     """
-    plan = budget.plan([(spec, "torch")], max_seconds, progress)
     threads = torch.get_num_threads()
-    try:
-        return _train(spec, plan)
-    except budget.RunInterrupted:
-        raise
-    except KeyboardInterrupt as e:
-        # Ctrl-C during set-up, or a second one mid-step: no consistent
-        # record to return. Whatever it interrupted, the thread count is
-        # the caller's again.
-        torch.set_num_threads(threads)
-        raise budget.stopped_at_once(spec, "torch") from e
+    # Whatever a Ctrl-C interrupted, the thread count is the caller's again.
+    return run_within_budget(
+        spec, "torch", _train, max_seconds, progress, lambda: torch.set_num_threads(threads)
+    )
 
 
 def clear_cache() -> None:
@@ -264,47 +257,38 @@ def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
     # and moves the progress bar; the steps themselves do nothing extra.
     check_every = max(1, int(budget.CHECK_SECONDS / budget.step_seconds(spec, "torch")))
     block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].nbytes * spec.batch_size), check_every))
-    bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, "torch"))
-    completed = False
-    try:
-        start = time.perf_counter()
-        with _single_thread(), budget.interruptible() as stop:
-            for step in range(spec.steps):
-                if step % block == 0:
-                    if stop.requested:
-                        break
-                    bar.to(step)
-                    idx = batches[step : step + block]
-                    X_block, y_block = X[idx], y[idx]
-                xb, yb = X_block[step % block], y_block[step % block]
-                # What optimizer.zero_grad() does (set_to_none), without its
-                # profiler bookkeeping: a sizeable share of a step this small.
-                for p in params:
-                    p.grad = None
-                loss = loss_fn(model(xb), yb)
-                objective = loss
-                if spec.l1:
-                    objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
-                if spec.l2:
-                    objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
-                objective.backward()
-                recorder.before_clipping(loss)
-                if clipping:
-                    _clip(params, spec)
-                    recorder.after_clipping()
-                if not recorder.end_step() and spec.stop_on_nonfinite:
+    loop = TrainingLoop(spec, "torch", plan)
+    with _single_thread(), loop.running() as stop:
+        for step in range(spec.steps):
+            if step % block == 0:
+                if stop.requested:
                     break
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-        wall_time = time.perf_counter() - start
-        completed = not stop.requested
-    finally:
-        bar.close(completed)
+                loop.bar.to(step)
+                idx = batches[step : step + block]
+                X_block, y_block = X[idx], y[idx]
+            xb, yb = X_block[step % block], y_block[step % block]
+            # What optimizer.zero_grad() does (set_to_none), without its
+            # profiler bookkeeping: a sizeable share of a step this small.
+            for p in params:
+                p.grad = None
+            loss = loss_fn(model(xb), yb)
+            objective = loss
+            if spec.l1:
+                objective = objective + spec.l1 * sum(p.abs().sum() for p in penalized)
+            if spec.l2:
+                objective = objective + spec.l2 * sum(p.square().sum() for p in penalized)
+            objective.backward()
+            recorder.before_clipping(loss)
+            if clipping:
+                _clip(params, spec)
+                recorder.after_clipping()
+            if not recorder.end_step() and spec.stop_on_nonfinite:
+                break
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
 
     trace = Trace.from_record(
-        recorder.rows(stop_on_nonfinite=spec.stop_on_nonfinite), spec, "torch", wall_time
+        recorder.rows(stop_on_nonfinite=spec.stop_on_nonfinite), spec, "torch", loop.wall_time
     )
-    if stop.requested:  # the first Ctrl-C: the steps done, as a trace
-        raise budget.interrupted(trace, spec, "torch")
-    return trace
+    return loop.finish(trace)  # after a first Ctrl-C: the steps done, as a trace

@@ -1,0 +1,75 @@
+"""What both backends do around their training loop, framework-free: budget, progress bar, Ctrl-C."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from explodebook import budget
+from explodebook.spec import RunSpec
+from explodebook.trace import Trace
+
+__all__ = ["run_within_budget", "TrainingLoop"]
+
+
+def run_within_budget(
+    spec: RunSpec,
+    framework: str,
+    train: Callable[[RunSpec, budget.Plan], Trace],
+    max_seconds: Any,
+    progress: bool | None,
+    on_interrupt: Callable[[], None] | None = None,
+) -> Trace:
+    """Plan a run (refused if over budget: ``budget.plan``), then ``train(spec, plan)``.
+
+    A Ctrl-C during set-up, or a second one mid-step, leaves no consistent
+    record: it raises ``RunInterrupted`` without a trace, after
+    ``on_interrupt()`` (if given) has put back what the training changed.
+    """
+    plan = budget.plan([(spec, framework)], max_seconds, progress)
+    try:
+        return train(spec, plan)
+    except budget.RunInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        if on_interrupt is not None:
+            on_interrupt()
+        raise budget.stopped_at_once(spec, framework) from e
+
+
+class TrainingLoop:
+    """A training loop's progress bar, first Ctrl-C and wall time.
+
+    Wrap the steps in ``with loop.running() as stop:`` (check
+    ``stop.requested`` and move ``loop.bar`` between chunks of steps), then
+    return ``loop.finish(trace)``: the trace, or, after a first Ctrl-C, a
+    ``RunInterrupted`` that carries it.
+    """
+
+    def __init__(self, spec: RunSpec, framework: str, plan: budget.Plan) -> None:
+        self.spec, self.framework = spec, framework
+        self.bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, framework))
+        self.wall_time = 0.0
+        self.stop: budget.StopFlag | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[budget.StopFlag]:
+        """Time the steps inside, with Ctrl-C turned into a request to stop."""
+        completed = False
+        try:
+            start = time.perf_counter()
+            with budget.interruptible() as stop:
+                self.stop = stop
+                yield stop
+            self.wall_time = time.perf_counter() - start
+            completed = not stop.requested
+        finally:
+            self.bar.close(completed)
+
+    def finish(self, trace: Trace) -> Trace:
+        """``trace``, or a ``RunInterrupted`` with it if the first Ctrl-C stopped the loop."""
+        if self.stop is not None and self.stop.requested:
+            raise budget.interrupted(trace, self.spec, self.framework)
+        return trace
