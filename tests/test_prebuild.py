@@ -10,6 +10,7 @@ on the same small books.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,12 @@ print("chapter {n}", threads, backend)
 ```
 
 The value is {{glue:text}}`value_{n}`.
+
+```{{code-cell}} ipython3
+shown = {n} * 20
+```
+
+Shown inline: {{eval}}`shown * 2` and {{eval}}`f"{{shown / 3:.2f}}"`.
 """
 
 
@@ -71,6 +78,7 @@ def tiny_book(tmp_path: Path, chapters: int = 2) -> Path:
         "execute:\n  execute_notebooks: cache\n  timeout: 60\n"
         "parse:\n  myst_enable_extensions: [colon_fence, dollarmath]\n"
         "html:\n  use_repository_button: false\n"
+        "sphinx:\n  extra_extensions: [explodebook.book.sphinxext]\n"
     )
     return book
 
@@ -110,12 +118,13 @@ def test_notebooks_and_code_cells_are_read_as_myst_nb_reads_them(tmp_path: Path)
     assert book.read("intro") is None  # Markdown, not a notebook
     assert book.notebooks() == ["chapters/c1", "chapters/c2"]
     # the colon fence is prose (colon_fence is enabled), not a cell
-    (cell,) = book.code_cells("chapters/c1")
+    cell, second = book.code_cells("chapters/c1")
+    assert second == "shown = 1 * 20"
     assert cell.startswith("import os\n") and cell.endswith('print("chapter 1", threads, backend)')
     # options (`:tags:` lines or a YAML block) are not part of the source
     path = book.root / "chapters" / "c1.md"
     path.write_text(path.read_text().replace("```{code-cell} ipython3\n", "```{code-cell} ipython3\n:tags: [hide-input]\n"))
-    assert code_cells(path, book.config) == [cell]
+    assert code_cells(path, book.config) == [cell, second]
     notebook, _ = read_notebook(path, book.config)
     assert notebook.cells[1].metadata["tags"] == ["hide-input"]
     with pytest.raises(ValueError, match="not a notebook"):
@@ -174,6 +183,10 @@ def test_build_after_prebuild_executes_nothing(tmp_path: Path, monkeypatch: pyte
     # executed by prebuild, one thread per kernel, ipykernel's inline backend (not agg)
     assert "chapter 2 1 module://matplotlib_inline" in page
     assert ">20<" in page  # the glued value
+    # the inline expressions, evaluated by the prebuild where execution
+    # reached them, rendered from the cache (a string without its quotes)
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "Shown inline: 80 and 13.33 ." in text, text[text.find("Shown"):][:80]
 
 
 def test_failed_chapter_is_left_uncached(tmp_path: Path) -> None:
@@ -186,3 +199,48 @@ def test_failed_chapter_is_left_uncached(tmp_path: Path) -> None:
     assert not report["executed"]
     again = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, dry_run=True, log=lines.append)
     assert not again["cached"]
+
+
+def test_inline_expressions_are_stored_with_the_cached_chapter(tmp_path: Path) -> None:
+    from jupyter_cache import get_cache
+
+    book = tiny_book(tmp_path, 1)
+    out = tmp_path / "out"
+    report = pb.prebuild(book, path_output=out, jobs=1, log=lambda line: None)
+    assert report["executed"] and not report["failed"]
+    cache = get_cache(report["cache"])
+    (record,) = cache.list_cache_records()
+    shown = record.data["expressions"]
+    assert shown["shown * 2"] == {"status": "ok", "data": {"text/plain": "40"}, "metadata": {}}
+    assert shown['f"{shown / 3:.2f}"']["data"] == {"text/plain": "'6.67'"}
+
+    # a prose edit that adds an expression keeps the cache key (code cells
+    # only) but the value is missing: the chapter is executed again
+    path = book / "chapters" / "c1.md"
+    path.write_text(path.read_text() + "\nAnd {eval}`shown + 1`.\n")
+    again = pb.prebuild(book, path_output=out, jobs=1, log=lambda line: None)
+    assert list(again["executed"]) == ["chapters/c1"]
+    (record,) = cache.list_cache_records()
+    assert record.data["expressions"]["shown + 1"]["data"] == {"text/plain": "21"}
+    third = pb.prebuild(book, path_output=out, jobs=1, log=lambda line: None)
+    assert third["cached"] == ["chapters/c1"] and not third["executed"]
+
+
+@pytest.mark.parametrize(
+    ("prose", "message"),
+    [
+        ("Broken: {eval}`no_such_name`.", "raised NameError"),
+        # the same text, two values at two places: the page could show only one
+        ("```{code-cell} ipython3\nshown = 0\n```\n\nAgain {eval}`shown * 2`.", "different values"),
+    ],
+    ids=["error", "two-values"],
+)
+def test_a_bad_inline_expression_leaves_the_chapter_uncached(tmp_path: Path, prose: str, message: str) -> None:
+    book = tiny_book(tmp_path, 1)
+    path = book / "chapters" / "c1.md"
+    path.write_text(path.read_text() + "\n" + prose + "\n")
+    lines: list[str] = []
+    report = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, log=lines.append)
+    assert list(report["failed"]) == ["chapters/c1"], lines
+    assert message in report["failed"]["chapters/c1"]
+    assert any(message in line for line in lines)
