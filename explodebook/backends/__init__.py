@@ -12,7 +12,19 @@ from types import ModuleType
 
 from explodebook.checks import check_framework
 
-__all__ = ["get"]
+__all__ = ["get", "PUBLIC_NAMES"]
+
+#: The public names of each backend module, in order: both export exactly
+#: these, with the same signatures (tests/test_backend_symmetry.py).
+PUBLIC_NAMES = (
+    "build",
+    "load_weights",
+    "layer_weights",
+    "make_optimizer",
+    "RecurrentRegressor",
+    "run",
+    "clear_cache",
+)
 
 
 def get(framework: str) -> ModuleType:

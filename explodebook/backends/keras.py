@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # The networks; importing them checks that Keras runs on TensorFlow.
+from explodebook.backends import PUBLIC_NAMES  # noqa: E402
 from explodebook.backends.common import TrainingLoop, run_within_budget  # noqa: E402
 from explodebook.backends.keras_nets import (  # noqa: E402
     RecurrentRegressor,
@@ -55,15 +56,7 @@ from explodebook.spec import RunSpec  # noqa: E402
 from explodebook.trace import Trace  # noqa: E402
 from explodebook.weights import initial_weights  # noqa: E402
 
-__all__ = [
-    "build",
-    "load_weights",
-    "layer_weights",
-    "make_optimizer",
-    "RecurrentRegressor",
-    "run",
-    "clear_cache",
-]
+__all__ = list(PUBLIC_NAMES)  # the same names, in the same order, in both
 
 #: Steps per call of the compiled training loop. Between calls the run
 #: checks for non-finite values, so a diverging run stops early.
@@ -251,20 +244,15 @@ from explodebook import budget  # noqa: E402
 def run(
     spec: RunSpec, *, max_seconds: float | None = budget.DEFAULT, progress: bool | None = None
 ) -> Trace:
-    """Train the network of ``spec`` and record every step.
+    """Train the Keras network of ``spec`` in compiled chunks of steps, into a `Trace`.
 
-    As `explodebook.run` without its cache: a run estimated over
-    ``max_seconds`` is refused before it starts (``BudgetError``), and
-    Ctrl-C raises ``RunInterrupted`` with the steps done (the first Ctrl-C
-    stops after the compiled chunk of steps running, a second one at once, without a trace).
-
-    Args:
-        spec: the run.
-        max_seconds, progress: as in `explodebook.run`.
-
-    Returns:
-        a `Trace`; if the loss, a gradient or a weight becomes non-finite
-        and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
+    `explodebook.run` without its cache (``max_seconds`` and ``progress``
+    as there); a run over budget is refused with a ``BudgetError`` before
+    anything is compiled. The compiled loop runs on past a non-finite value
+    to the end of its chunk; with ``spec.stop_on_nonfinite`` the trace is
+    cut at the first one, as PyTorch's is. The first Ctrl-C stops after the
+    chunk under way (``RunInterrupted`` with the steps done), a second one
+    at once, without a trace, and the half-run loop is not reused.
     """
     return run_within_budget(spec, "keras", _train, max_seconds, progress)
 

@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from explodebook import budget
+from explodebook.backends import PUBLIC_NAMES
 from explodebook.backends.common import TrainingLoop, run_within_budget
 from explodebook.backends.torch_nets import RecurrentRegressor, build, layer_weights, load_weights
 from explodebook.data import batch_indices, dataset_for
@@ -34,15 +35,7 @@ from explodebook.spec import RunSpec
 from explodebook.flat import FlatLayout, first_nonfinite_row
 from explodebook.trace import Trace
 
-__all__ = [
-    "build",
-    "load_weights",
-    "layer_weights",
-    "make_optimizer",
-    "RecurrentRegressor",
-    "run",
-    "clear_cache",
-]
+__all__ = list(PUBLIC_NAMES)  # the same names, in the same order, in both
 
 
 #: `run` gathers the batches of this many steps from the data set at once,
@@ -201,20 +194,14 @@ def _single_thread() -> Iterator[None]:
 def run(
     spec: RunSpec, *, max_seconds: float | None = budget.DEFAULT, progress: bool | None = None
 ) -> Trace:
-    """Train the network of ``spec`` and record every step.
+    """Train the PyTorch network of ``spec``, one step at a time, into a `Trace`.
 
-    As `explodebook.run` without its cache: a run estimated over
-    ``max_seconds`` is refused before it starts (``BudgetError``), and
-    Ctrl-C raises ``RunInterrupted`` with the steps done (the first Ctrl-C
-    stops after the next chunk of steps, a second one at once, without a trace).
-
-    Args:
-        spec: the run.
-        max_seconds, progress: as in `explodebook.run`.
-
-    Returns:
-        a `Trace`; if the loss, a gradient or a weight becomes non-finite
-        and ``spec.stop_on_nonfinite`` is true, the trace ends at that step.
+    `explodebook.run` without its cache (``max_seconds`` and ``progress``
+    as there). The trace ends at the first non-finite loss, gradient or
+    weight when ``spec.stop_on_nonfinite``. The first Ctrl-C stops after
+    the block of steps under way and raises ``RunInterrupted`` with the
+    steps done; a second one stops at once, without a trace, and gives the
+    caller back its number of PyTorch threads.
     """
     threads = torch.get_num_threads()
     # Whatever a Ctrl-C interrupted, the thread count is the caller's again.
