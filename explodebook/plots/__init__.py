@@ -14,6 +14,7 @@ A function given something other than a `Trace` (or a list of them) or an
 
 from __future__ import annotations
 
+from explodebook.plots import axes, curves, layers, style
 from explodebook.plots.axes import mark_divergence
 from explodebook.plots.curves import depth_profile, grad_norm_curve, loss_curve
 from explodebook.plots.layers import compare, grad_heatmap, layer_norms, weight_norms
@@ -29,22 +30,4 @@ from explodebook.plots.style import (
     use_style,
 )
 
-__all__ = [
-    "FRAMEWORK_COLORS",
-    "FRAMEWORK_LINESTYLES",
-    "SERIES_COLORS",
-    "DIVERGENCE_COLOR",
-    "NONFINITE_COLOR",
-    "LAYER_CMAP",
-    "QUANTITY_LABELS",
-    "style_path",
-    "use_style",
-    "loss_curve",
-    "grad_norm_curve",
-    "grad_heatmap",
-    "layer_norms",
-    "weight_norms",
-    "compare",
-    "depth_profile",
-    "mark_divergence",
-]
+__all__ = [*style.__all__, *curves.__all__, *layers.__all__, *axes.__all__]

@@ -1,9 +1,4 @@
-"""Per-step plots: loss and global gradient norm per step, norms against depth.
-
-Every function takes the data and an optional ``ax`` (a new figure is made
-when it is ``None``), returns what it drew on, and never calls
-``plt.show()``.
-"""
+"""Per-step plots: loss and global gradient norm per step, norms against depth."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Per-layer plots: a quantity of every layer over steps, as lines or a heat map.
-
-Every function takes a trace and an optional ``ax`` (a new figure is made
-when it is ``None``), returns what it drew on, and never calls
-``plt.show()``.
-"""
+"""Per-layer plots: a quantity of every layer over steps, as lines or a heat map."""
 
 from __future__ import annotations
 
@@ -127,11 +122,7 @@ def layer_norms(
     eight).
 
     Args:
-        trace: the run; ``trace.<which>`` is ``(n, L)``.
-        ax: where to draw; a new figure if ``None``.
-        which: ``"grad_norms"``, ``"clipped_grad_norms"``,
-            ``"grad_max_abs"`` or ``"weight_norms"``.
-        title: the finding to state; a descriptive default if ``None``.
+        trace, ax, which, title: as in `grad_heatmap`.
         reference: a dotted horizontal line: ``True`` draws the article's
             1.0 for gradient quantities (none for weights), a number draws
             it there, ``False`` draws none.
