@@ -170,3 +170,20 @@ def test_only_backends_monitors_and_frameworks_import_a_framework() -> None:
         if module.split(".")[0] in FRAMEWORKS
     )
     assert found == []
+
+
+# Issue 16: a module a job, small enough to read in one sitting.
+MOST_LINES = 400
+
+
+def test_every_module_says_its_one_job_in_a_short_file() -> None:
+    problems = []
+    for name, path in MODULES.items():
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        doc = ast.get_docstring(ast.parse(text))
+        if not doc or not doc.splitlines()[0].strip():
+            problems.append(f"{name}: no docstring whose first line says its job")
+        if lines > MOST_LINES:
+            problems.append(f"{name}: {lines} lines (at most {MOST_LINES}): split it by job")
+    assert problems == []
