@@ -14,7 +14,7 @@ from explodebook.checks import check_framework
 
 __all__ = ["get", "PUBLIC_NAMES"]
 
-#: The public names of each backend module, in order: both export exactly
+#: The public names of each backend module, in order; both export exactly
 #: these, with the same signatures (tests/test_backend_symmetry.py).
 PUBLIC_NAMES = (
     "build",

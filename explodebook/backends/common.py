@@ -17,12 +17,15 @@ __all__ = ["run_within_budget", "TrainingLoop"]
 def run_within_budget(
     spec: RunSpec,
     framework: str,
-    train: Callable[[RunSpec, budget.Plan], Trace],
+    train: Callable[[RunSpec, Any], Trace],
     max_seconds: Any,
     progress: bool | None,
     on_interrupt: Callable[[], None] | None = None,
 ) -> Trace:
     """Plan a run (refused if over budget: ``budget.plan``), then ``train(spec, plan)``.
+
+    ``plan`` is the ``budget.Plan`` of the run: its estimate, and whether
+    to show a progress bar.
 
     A Ctrl-C during set-up, or a second one mid-step, leaves no consistent
     record: it raises ``RunInterrupted`` without a trace, after
@@ -45,18 +48,21 @@ class TrainingLoop:
     Wrap the steps in ``with loop.running() as stop:`` (check
     ``stop.requested`` and move ``loop.bar`` between chunks of steps), then
     return ``loop.finish(trace)``: the trace, or, after a first Ctrl-C, a
-    ``RunInterrupted`` that carries it.
+    ``RunInterrupted`` that carries it. ``plan`` is the run's ``budget.Plan``.
     """
 
-    def __init__(self, spec: RunSpec, framework: str, plan: budget.Plan) -> None:
+    def __init__(self, spec: RunSpec, framework: str, plan: Any) -> None:
         self.spec, self.framework = spec, framework
         self.bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, framework))
         self.wall_time = 0.0
-        self.stop: budget.StopFlag | None = None
+        self.stop: Any = None  # the StopFlag of running()
 
     @contextmanager
-    def running(self) -> Iterator[budget.StopFlag]:
-        """Time the steps inside, with Ctrl-C turned into a request to stop."""
+    def running(self) -> Iterator[Any]:
+        """Time the steps inside, with Ctrl-C turned into a request to stop.
+
+        Yields the ``StopFlag`` whose ``requested`` says a first Ctrl-C came.
+        """
         completed = False
         try:
             start = time.perf_counter()
