@@ -102,6 +102,32 @@ def test_myst_becomes_plain_jupyter_markdown() -> None:
     assert not re.search(r"\{[\w:]+\}`", out)
 
 
+def test_inline_expressions_become_the_books_values() -> None:
+    text = 'Loss {eval}`f"{loss:.2f}"` at step {eval}`step`; {eval}`unknown` stays code.'
+    out = to_jupyter_markdown(text, evals={'f"{loss:.2f}"': "0.03", "step": "8"})
+    assert out == "Loss 0.03 at step 8; `unknown` stays code."
+
+
+def test_a_chapters_expression_values_come_from_the_execution_cache(tmp_path) -> None:
+    from explodebook.book import expressions
+    from explodebook.book.prebuild import prebuild
+
+    book = tmp_path / "book"
+    (book / "chapters").mkdir(parents=True)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: chapters/c\n")
+    (book / "_config.yml").write_text("title: T\nexecute:\n  execute_notebooks: cache\n")
+    chapter = book / "chapters" / "c.md"
+    chapter.write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+        "# C\n\n```{code-cell} ipython3\nloss = 1 / 3\n```\n\nLoss {eval}`f\"{loss:.2f}\"`.\n"
+    )
+    assert expressions.cached_outputs(chapter, book) == {}  # never built
+    assert not (book / "_build").exists()  # and nothing created
+    prebuild(book, jobs=1, log=lambda line: None)
+    assert expressions.values(expressions.cached_outputs(chapter, book)) == {'f"{loss:.2f}"': "0.33"}
+
+
 def test_check_cell_calls_the_function_with_its_arguments() -> None:
     cell = Check("def test_x(a, b):\n    assert a == b, 'differ'\n", hidden=False).cell_source()
     assert "hidden: false" in cell

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from nbclient import NotebookClient
@@ -34,6 +35,7 @@ __all__ = [
     "EVAL_ROLE",
     "ExpressionClient",
     "all_expressions",
+    "cached_outputs",
     "conflicts",
     "errors",
     "expression_outputs",
@@ -41,6 +43,7 @@ __all__ = [
     "metadata_entries",
     "plain_text",
     "substitute",
+    "values",
 ]
 
 #: A MyST inline expression: ``{eval}`` followed by one backquoted span
@@ -191,3 +194,35 @@ def all_expressions(cells: Iterable[Any]) -> list[str]:
                 seen.setdefault(expr, None)
     return list(seen)
 
+
+
+def cached_outputs(chapter: str | Path, book: str | Path = ".", path_output: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The expression results the prebuild stored for ``chapter`` (empty if it never ran).
+
+    Args:
+        chapter: the chapter's source file.
+        book: the book's directory (its ``_config.yml`` says where the cache is).
+        path_output: ``jupyter-book build --path-output``, if one was used.
+    """
+    from explodebook.book.prebuild import cache_path
+    from explodebook.book.sources import read_config, read_notebook
+
+    config = read_config(Path(book))
+    path = cache_path(Path(book), config, Path(path_output) if path_output is not None else None)
+    if not (path / "global.db").exists():  # never built: nothing to read (and nothing to create)
+        return {}
+    from jupyter_cache import get_cache
+
+    read = read_notebook(Path(chapter), config)
+    if read is None:
+        return {}
+    try:
+        record = get_cache(str(path)).match_cache_notebook(read[0])
+    except KeyError:
+        return {}
+    return dict((record.data or {}).get("expressions") or {})
+
+
+def values(outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Expression -> the text both renderers show, for the ``ok`` results of ``outputs``."""
+    return {expr: text for expr, result in outputs.items() if (text := plain_text(result)) is not None}

@@ -353,7 +353,8 @@ def master_notebook(
         chapter: the chapter's MyST Markdown file.
         book: the book's directory: its ``_config.yml`` (repository URL),
             ``references.bib`` (citations) and, if the book was built,
-            ``_build/jupyter_execute`` (the chapter's glued numbers).
+            ``_build/jupyter_execute`` (the chapter's glued numbers) and
+            its execution cache (the values of its ``{eval}`` expressions).
         questions: the autograded questions; default `load_questions`.
 
     Raises:
@@ -370,9 +371,12 @@ def master_notebook(
     rel = chapter.resolve().relative_to(book.resolve()) if chapter.is_absolute() else chapter
     glue = glued_values(book / "_build" / "jupyter_execute" / rel.with_suffix(".glue.json"))
     citations = cite_labels(book / "references.bib")
+    from explodebook.book import expressions  # the book's tooling, only here
+
+    evals = expressions.values(expressions.cached_outputs(chapter, book))
 
     def md(text: str) -> str:
-        return to_jupyter_markdown(text, glue, citations)
+        return to_jupyter_markdown(text, glue, citations, evals)
 
     source = jupytext.read(chapter)
     cells: list[nbformat.NotebookNode] = [

@@ -186,9 +186,13 @@ def to_jupyter_markdown(
     markdown: str,
     glue: Mapping[str, str] | None = None,
     citations: Mapping[str, str] | None = None,
+    evals: Mapping[str, str] | None = None,
 ) -> str:
     """MyST Markdown as plain Jupyter Markdown.
 
+    - ``{eval}`expr``` becomes the text the book shows for it when
+      ``evals`` has it (the built book's numbers, from the same seeded
+      run), else ``expr`` in code font;
     - ``{glue:text}`name:.2f``` and ``{glue:md}`name``` become the glued
       value when ``glue`` has it (the built book's numbers), else ``name``
       in code font; a ``{glue:md}`` block directive likewise;
@@ -199,6 +203,7 @@ def to_jupyter_markdown(
     """
     glue = glue or {}
     citations = citations or {}
+    evals = evals or {}
 
     def glue_role(m: re.Match[str]) -> str:
         name, _, spec = m["content"].partition(":")
@@ -214,6 +219,7 @@ def to_jupyter_markdown(
 
     text = re.sub(r"^```\{glue:md\}\s*(\S+)\s*\n(?::[^\n]*\n)*```[ \t]*$",
                   lambda m: glue.get(m[1], f"`{m[1]}`"), markdown, flags=re.M)
+    text = re.sub(r"\{eval\}`(?P<content>[^`]+)`", lambda m: evals.get(m["content"], f"`{m['content']}`"), text)
     text = re.sub(r"\{glue:(?:text|md)\}`(?P<content>[^`]+)`", glue_role, text)
     text = re.sub(r"\{cite(?::\w+)?\}`(?P<content>[^`]+)`", cite, text)
     text = re.sub(r"\{(?:ref|numref|doc)\}`(?P<content>[^`]+)`", ref, text)
