@@ -18,98 +18,39 @@ submission, whatever happens to it, as soon as it is graded:
 So a notebook cannot change how it is scored: it can only choose its
 answers. Up to ``jobs`` notebooks run at once (one per core by default);
 a grading interrupted half-way goes on where it stopped when run again
-(rows of unchanged notebooks are kept). Without Docker.
+(rows of unchanged notebooks are kept). Without Docker. A grade is a
+`Result` (`explodebook.coursework.results`); the CSV and the feedback files
+are written by `explodebook.coursework.report`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from explodebook.coursework.limits import Limits
+from explodebook.coursework.report import (  # noqa: F401 - also importable from here
+    COLUMNS_AFTER,
+    Table,
+    csv_row,
+    feedback_names,
+    feedback_text,
+)
+from explodebook.coursework.results import STATUS, Result, from_record, not_run, score_run  # noqa: F401
 from explodebook.coursework.runner import code_cells
-from explodebook.coursework.sandbox import Limits, RunResult, Sandbox
-from explodebook.coursework.scoring import Checks, QuestionScore, clean_message
+from explodebook.coursework.sandbox import Sandbox
+from explodebook.coursework.scoring import Checks
 from explodebook.coursework.submissions import MAX_NOTEBOOK_BYTES, Submission, discover
 
-__all__ = ["Result", "grade_notebook", "grade", "default_jobs", "COLUMNS_AFTER", "STATUS"]
-
-#: What a row's ``status`` says.
-STATUS = {
-    "graded": "the notebook ran to the end and was scored",
-    "timeout": "the time limit stopped it; answers defined before were scored",
-    "memory": "the memory limit stopped it; answers defined before were scored",
-    "crashed": "its Python process died; answers defined before were scored",
-    "unreadable": "not a notebook that could be read; nothing ran",
-    "missing": "no notebook was handed in",
-    "failed": "the grader could not run it (a problem of the grading machine; graded again "
-              "when grading resumes)",
-}
-#: Statuses kept when grading resumes (``failed`` is tried again).
-FINAL = frozenset(STATUS) - {"failed"}
-#: The CSV's columns after the questions'.
-COLUMNS_AFTER = ("total", "possible", "percent", "status", "error", "notes", "seconds", "sha256")
-
-
-@dataclass(frozen=True)
-class Result:
-    """The grade of one submission.
-
-    Attributes:
-        submission: the notebook graded (or what was handed in instead).
-        scores: points per autograded question, by question name.
-        possible: points possible per question (the assignment's).
-        feedback: what the failed checks of each question that lost
-            points say, one message per line.
-        error: why the notebook could not be run to the end (empty if it
-            was).
-        status: one of `STATUS`.
-        student: who handed it in (from the platform's layout).
-        seconds: how long its cells ran.
-        cell_errors: the errors its cells raised (cell number, error,
-            message), in order.
-        notes: remarks for the instructor (several notebooks, ...).
-        sha256: the notebook's hash (what resuming compares).
-        answers: the answer values the checks read, as decoded in the
-            grader (not kept in the CSV; empty for rows kept on resuming).
-        details: each question's score with its checks' results.
-        output: the end of what the notebook printed while graded (its
-            own output; for finding out why a notebook crashed).
-    """
-
-    submission: Path
-    scores: dict[str, float]
-    possible: dict[str, float]
-    feedback: dict[str, str]
-    error: str = ""
-    status: str = "graded"
-    student: str = ""
-    seconds: float = 0.0
-    cell_errors: tuple[dict[str, Any], ...] = ()
-    notes: str = ""
-    sha256: str = ""
-    details: dict[str, QuestionScore] = field(default_factory=dict, repr=False)
-    answers: dict[str, Any] = field(default_factory=dict, repr=False)
-    output: str = field(default="", repr=False)
-
-    @property
-    def total(self) -> float:
-        """Points scored."""
-        return float(sum(self.scores.values()))
-
-    @property
-    def total_possible(self) -> float:
-        """Points possible."""
-        return float(sum(self.possible.values()))
+# Result and STATUS (explodebook.coursework.results), COLUMNS_AFTER and the
+# feedback's text (explodebook.coursework.report) are importable from here too.
+__all__ = ["grade_notebook", "grade", "default_jobs"]
 
 
 class UnreadableNotebook(ValueError):
@@ -181,250 +122,6 @@ def _hidden_paths(autograder: Path, inputs: Iterable[Path], outputs: Iterable[Pa
     return paths + _book_paths()
 
 
-# -- feedback and rows ---------------------------------------------------------
-
-
-def _cell_number(index: Any) -> str:
-    """``cell N`` (from 1) for a cell index the snapshot gives (the student's data)."""
-    return f"cell {index + 1}" if type(index) is int and 0 <= index < 10**6 else "a cell"
-
-
-def feedback_text(result: Result, assignment: str) -> str:
-    """What the student reads: scores, failed checks' messages, their notebook's errors."""
-    lines = [
-        f"Assignment: {assignment}",
-        f"Submission: {result.submission.name}",
-        f"Score: {result.total:g} / {result.total_possible:g}",
-        "",
-    ]
-    if result.status != "graded":
-        lines += [f"Note: {result.error}", ""]
-    for name, possible in result.possible.items():
-        score = result.scores.get(name, 0.0)
-        lines.append(f"{name}: {score:g} / {possible:g}")
-        for message in result.feedback.get(name, "").splitlines():
-            lines.append(f"  - {message}")
-    if result.cell_errors:
-        lines += ["", "Errors raised by your notebook's cells while it was graded:"]
-        for error in result.cell_errors[:10]:
-            message = clean_message(error.get("message", ""), 300)
-            lines.append(
-                f"  - {_cell_number(error.get('cell'))}: "
-                f"{clean_message(str(error.get('error', 'Error')), 60)}"
-                + (f": {message}" if message else "")
-            )
-        if len(result.cell_errors) > 10:
-            lines.append(f"  - ... and {len(result.cell_errors) - 10} more")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _spreadsheet_safe(text: str) -> str:
-    """Text a spreadsheet will not run as a formula (=, +, -, @ first)."""
-    text = str(text).replace("\r", " ").replace("\n", " ")
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t") else text
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:80] or "submission"
-
-
-def feedback_names(submissions: Sequence[Submission]) -> list[str]:
-    """A distinct, safe feedback file name for each submission (stable order)."""
-    names: list[str] = []
-    used: set[str] = set()
-    counts: dict[str, int] = {}
-    for sub in submissions:
-        counts[sub.student] = counts.get(sub.student, 0) + 1
-    for sub in submissions:
-        base = _slug(sub.student)
-        if counts[sub.student] > 1:
-            base = f"{base}-{_slug(sub.path.stem)}"
-        name, n = f"{base}.txt", 1
-        while name.lower() in used:
-            n += 1
-            name = f"{base}-{n}.txt"
-        used.add(name.lower())
-        names.append(name)
-    return names
-
-
-class _Table:
-    """The CSV: rows appended as they come, read back to resume, sorted at the end."""
-
-    def __init__(self, path: Path | None, questions: Sequence[str]) -> None:
-        self.path = path
-        self.columns = ["submission", "student", *questions, *COLUMNS_AFTER]
-        self.kept: dict[str, dict[str, str]] = {}
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header == self.columns:
-                    for row in reader:
-                        if len(row) == len(self.columns):
-                            record = dict(zip(self.columns, row))
-                            self.kept[record["submission"]] = record
-        # start the file anew with what is kept, then append
-        self._rewrite(list(self.kept.values()))
-
-    def _rewrite(self, records: list[dict[str, str]]) -> None:
-        assert self.path is not None
-        partial = self.path.with_name(self.path.name + ".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.columns)
-            for record in records:
-                writer.writerow([record.get(c, "") for c in self.columns])
-        os.replace(partial, self.path)
-
-    def resumable(self, submission: Path, sha256: str) -> dict[str, str] | None:
-        record = self.kept.get(_spreadsheet_safe(str(submission)))
-        if record and record["sha256"] == sha256 and record["status"] in FINAL:
-            return record
-        return None
-
-    def append(self, record: dict[str, str]) -> None:
-        self.kept[record["submission"]] = record
-        if self.path is None:
-            return
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerow([record.get(c, "") for c in self.columns])
-            f.flush()
-            os.fsync(f.fileno())
-
-    def finish(self, order: Sequence[Path]) -> pd.DataFrame:
-        keys = [_spreadsheet_safe(str(p)) for p in order]
-        records = [self.kept[k] for k in keys if k in self.kept]
-        if self.path is not None:
-            self._rewrite(records)
-        table = pd.DataFrame(records, columns=self.columns)
-        for column in self.columns[2:-5]:
-            table[column] = pd.to_numeric(table[column])
-        table["seconds"] = pd.to_numeric(table["seconds"])
-        return table.set_index("submission")
-
-
-def _record(result: Result) -> dict[str, str]:
-    total, possible = result.total, result.total_possible
-    return {
-        "submission": _spreadsheet_safe(str(result.submission)),
-        "student": _spreadsheet_safe(result.student),
-        **{name: f"{result.scores.get(name, 0.0):g}" for name in result.possible},
-        "total": f"{total:g}",
-        "possible": f"{possible:g}",
-        "percent": f"{100 * total / possible if possible else 0.0:.4g}",
-        "status": result.status,
-        "error": _spreadsheet_safe(result.error),
-        "notes": _spreadsheet_safe(result.notes),
-        "seconds": f"{result.seconds:.1f}",
-        "sha256": result.sha256,
-    }
-
-
-# -- from a run to a result --------------------------------------------------------
-
-
-def _run_error(run: RunResult, limits: Limits) -> str:
-    if run.status == "timeout":
-        return (f"the notebook was stopped at the time limit ({limits.seconds:g} s); answers "
-                "defined before were graded")
-    if run.status == "memory":
-        return (f"the notebook was stopped at the memory limit ({limits.memory / 2**30:g} GB); "
-                "answers defined before were graded")
-    if run.status == "crashed":
-        how = f"signal {-run.exit}" if run.exit is not None and run.exit < 0 else f"exit code {run.exit}"
-        return f"the notebook's Python process ended abruptly ({how}); answers defined before were graded"
-    if run.status == "failed":
-        return f"the grader could not run the notebook: {clean_message(run.message, 300)}"
-    return ""
-
-
-def _score_run(submission: Submission, sha256: str, run: RunResult, checks: Checks,
-               limits: Limits) -> Result:
-    from explodebook.coursework import answers
-
-    status = "graded" if run.status == "finished" else run.status
-    error = _run_error(run, limits)
-    data: dict[str, Any] = {}
-    cell_errors: list[dict[str, Any]] = []
-    notes = [submission.note] if submission.note else []
-    if run.snapshot:
-        try:
-            snapshot = json.loads(run.snapshot) if len(run.snapshot) <= answers.MAX_BYTES else None
-        except (ValueError, RecursionError):
-            snapshot = None
-        if isinstance(snapshot, dict) and isinstance(snapshot.get("answers"), dict):
-            data = snapshot["answers"]
-            raw_errors = snapshot.get("errors")
-            if isinstance(raw_errors, list):
-                cell_errors = [e for e in raw_errors[:100] if isinstance(e, dict)]
-        else:
-            notes.append("its answers could not be read")
-    elif run.message:
-        notes.append(clean_message(run.message, 200))
-    if cell_errors:
-        first = cell_errors[0]
-        notes.append(
-            f"{len(cell_errors)} cell(s) raised errors (first: "
-            f"{_cell_number(first.get('cell'))}, "
-            f"{clean_message(str(first.get('error', '')), 60)})"
-        )
-    if status == "failed":
-        data = {}
-    scored = checks.score(data)
-    return Result(
-        submission=submission.path,
-        scores={q: s.score for q, s in scored.items()},
-        possible={q: s.possible for q, s in scored.items()},
-        feedback={q: "\n".join(s.messages) for q, s in scored.items() if s.score < s.possible},
-        error=error,
-        status=status,
-        student=submission.student,
-        seconds=run.seconds,
-        cell_errors=tuple(cell_errors),
-        notes="; ".join(notes),
-        sha256=sha256,
-        details=scored,
-        answers={name: answers.decode(value) for name, value in data.items()},
-        output=run.output,
-    )
-
-
-def _not_run(submission: Submission, checks: Checks, status: str, error: str,
-             sha256: str = "") -> Result:
-    possible = checks.possible
-    return Result(
-        submission=submission.path,
-        scores={q: 0.0 for q in possible},
-        possible=possible,
-        feedback={q: error for q in possible},
-        error=error,
-        status=status,
-        student=submission.student,
-        notes=submission.note,
-        sha256=sha256,
-    )
-
-
-def _from_record(submission: Submission, record: dict[str, str], checks: Checks) -> Result:
-    possible = checks.possible
-    return Result(
-        submission=submission.path,
-        scores={q: float(record.get(q) or 0.0) for q in possible},
-        possible=possible,
-        feedback={},
-        error=record.get("error", ""),
-        status=record.get("status", "graded"),
-        student=submission.student,
-        seconds=float(record.get("seconds") or 0.0),
-        notes=record.get("notes", ""),
-        sha256=record.get("sha256", ""),
-    )
-
 
 # -- grading ----------------------------------------------------------------------
 
@@ -489,14 +186,14 @@ def grade(
     with tempfile.TemporaryDirectory(prefix="explodebook-submissions-") as unpack:
         found = discover(inputs, Path(unpack))
         names = feedback_names(found)
-        table = _Table(csv_path, list(checks.questions))
+        table = Table(csv_path, list(checks.questions))
         done = 0
 
         def finish(index: int, result: Result, record: bool = True) -> None:
             nonlocal done
             done += 1
             if record:
-                table.append(_record(result))
+                table.append(csv_row(result))
                 if feedback_dir is not None:
                     fd = os.open(feedback_dir / names[index], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                                  0o600)
@@ -508,16 +205,16 @@ def grade(
         pending: list[tuple[int, Submission, list[dict], str]] = []
         for index, sub in enumerate(found):
             if not sub.notebook:
-                finish(index, _not_run(sub, checks, "missing", sub.note or "no notebook"))
+                finish(index, not_run(sub, checks, "missing", sub.note or "no notebook"))
                 continue
             try:
                 cells, digest = read_notebook(sub.path)
             except (UnreadableNotebook, OSError) as error:
-                finish(index, _not_run(sub, checks, "unreadable", str(error)))
+                finish(index, not_run(sub, checks, "unreadable", str(error)))
                 continue
             kept = table.resumable(sub.path, digest) if resume else None
             if kept is not None:
-                finish(index, _from_record(sub, kept, checks), record=False)
+                finish(index, from_record(sub, kept, checks), record=False)
                 continue
             pending.append((index, sub, cells, digest))
         if pending:
@@ -556,7 +253,7 @@ def grade(
                             retried.add(index)  # the sandbox died under it: once more
                             queue.insert(0, item)
                             continue
-                        finish(index, _score_run(sub, digest, run, checks, limits))
+                        finish(index, score_run(sub, digest, run, checks, limits))
             finally:
                 if own:
                     sandbox.close()
@@ -584,8 +281,8 @@ def grade_notebook(
     try:
         cells, digest = read_notebook(submission)
     except UnreadableNotebook as error:
-        return _not_run(sub, checks, "unreadable", str(error))
+        return not_run(sub, checks, "unreadable", str(error))
     hide = _hidden_paths(autograder, [submission], [])
     with Sandbox(jobs=1, limits=limits, hide=hide) as sandbox:
         run = sandbox.run(cells, checks.names)
-    return _score_run(sub, digest, run, checks, limits)
+    return score_run(sub, digest, run, checks, limits)
