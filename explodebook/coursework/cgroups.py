@@ -44,14 +44,31 @@ class Cgroups:
 
     @classmethod
     def create(cls, name: str, base: Path = ROOT) -> Cgroups | None:
-        """A session cgroup ``name`` under ``base``, or ``None`` if this machine has none."""
+        """A session cgroup ``name`` under ``base``, or ``None`` if this machine has none.
+
+        Version 2 (one unified hierarchy, ``cgroup.controllers`` in
+        ``base``): the memory and pids controllers must reach the session,
+        that is be enabled in ``base``'s ``cgroup.subtree_control``; the
+        session enables them for its jobs. Version 1: the memory and pids
+        hierarchies, a session folder in each.
+        """
         try:
             if (base / "cgroup.controllers").exists():  # unified hierarchy
                 if not NEEDED <= _controllers(base / "cgroup.controllers"):
                     return None
+                if not NEEDED <= _controllers(base / "cgroup.subtree_control"):
+                    # not enabled for base's children yet: a delegated subtree
+                    # without processes of its own allows it, the root always
+                    (base / "cgroup.subtree_control").write_text("+memory +pids")
+                    if not NEEDED <= _controllers(base / "cgroup.subtree_control"):
+                        return None
                 session = base / name
                 session.mkdir()
-                (session / "cgroup.subtree_control").write_text("+memory +pids")
+                try:
+                    (session / "cgroup.subtree_control").write_text("+memory +pids")
+                except OSError:
+                    session.rmdir()
+                    raise
                 return cls("v2", {"": session})
             roots = {}
             for controller in sorted(NEEDED):
