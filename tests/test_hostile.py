@@ -57,9 +57,15 @@ def _sleepers() -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory: pytest.TempPathFactory):
+def chapter1(tmp_path_factory: pytest.TempPathFactory):
+    """Chapter 1's assignment (student notebook, solutions, autograder zip)."""
+    return assign(CHAPTER, tmp_path_factory.mktemp("assignment"), book=ROOT)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory, chapter1):
     out = tmp_path_factory.mktemp("hostile")
-    files = assign(CHAPTER, out / "assignment", book=ROOT)
+    files = chapter1
     folder = out / "handed-in"
     grades = out / "grades"
     ctx = Context(
@@ -317,3 +323,123 @@ def test_a_sandbox_that_dies_is_started_again(batch, tmp_path, monkeypatch) -> N
     assert killed and any("starting it again" in line for line in log)
     row = table.loc[str(folder / "a.ipynb")]
     assert row["status"] == "graded" and row["total"] == 2
+
+
+# -- a grader that is not root: the rlimit-only mode ----------------------------------
+
+#: Attacks whose outcome the rlimit-only mode guarantees too: all of them are
+#: decided by scoring in the grader's own process, or by the limits every
+#: mode sets. What it cannot guarantee, since the notebooks run as the
+#: grader's own user: that a notebook does not read what that user may read
+#: (classmates' notebooks, the hidden checks, the grades so far), write
+#: where that user may write (a classmate's notebook before it is graded,
+#: the CSV), signal the grader's processes (kill it: the CSV keeps the rows
+#: written so far and grading resumes), fill the disk beyond each file's
+#: size limit, or use the network. Those are test_hostile's ``_isolated``
+#: tests above, and instructors.md says so.
+UNPRIVILEGED = ("tamper_grader", "tamper_checks", "code_in_answers", "forge_results", "hang",
+                "memory", "crash")
+
+# As root: a private mount namespace in which the interpreter's folders are
+# reachable (Python may live under /root, mode 700, as on this machine; the
+# sandbox's own `expose`), then the user's ids, then the grader.
+_DROP = """
+import os, sys
+from explodebook.coursework.linux import CLONE_NEWNS, MS_PRIVATE, MS_REC, mount, unshare
+from explodebook.coursework.mounts import expose, needed_paths, private_ancestors
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+unshare(CLONE_NEWNS)
+mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+expose(private_ancestors(needed_paths()))
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
+os.execv(sys.executable, [sys.executable, *sys.argv[3:]])
+"""
+
+
+def _unprivileged_user() -> tuple[int, int, str | None]:
+    """A user that is not root: this one, or (as root) one made for the test."""
+    if os.geteuid() != 0:
+        return os.getuid(), os.getgid(), None
+    import shutil
+    import subprocess
+    import uuid
+
+    if shutil.which("useradd") is None:
+        pytest.skip("root without useradd: no unprivileged user to grade as")
+    name = f"ebgrade{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                           "/usr/sbin/nologin", name], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"useradd failed: {done.stderr.strip()}")
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid, name
+
+
+def test_an_unprivileged_grader_keeps_what_its_mode_guarantees(chapter1) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from _grading_attacks import attacks, build
+
+    import nbformat
+
+    uid, gid, created = _unprivileged_user()
+    work = Path(tempfile.mkdtemp(prefix="explodebook-unprivileged-"))
+    try:
+        folder, home = work / "handed-in", work / "home"
+        folder.mkdir()
+        home.mkdir()
+        autograder = work / "autograder.zip"
+        shutil.copy(chapter1.autograder, autograder)
+        shutil.copy(chapter1.solution, folder / "zz_classmate.ipynb")
+        student = nbformat.read(chapter1.student, as_version=4)
+        ctx = Context(folder / "zz_classmate.ipynb", work / "grades.csv", work / "feedback",
+                      autograder, chapter1.solution)
+        for attack in attacks(ctx):
+            if attack.name in UNPRIVILEGED:
+                nbformat.write(build(attack, student), folder / f"{attack.name}.ipynb")
+        for path in [work, *work.rglob("*")]:
+            os.chown(path, uid, gid)
+        grade_command = ["-m", "explodebook.coursework", "grade", str(autograder), str(folder),
+                         "--csv", str(ctx.csv), "--feedback", str(ctx.feedback), "--jobs", "2",
+                         "--timeout", "30", "--memory", "3"]
+        if os.geteuid() == 0:
+            command = [sys.executable, "-c", _DROP, str(uid), str(gid), *grade_command]
+        else:
+            command = [sys.executable, *grade_command]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+               "LANG": "C.UTF-8", "MPLBACKEND": "agg", "TF_CPP_MIN_LOG_LEVEL": "2",
+               "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
+               "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=home,
+                              timeout=900)
+        assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+        # the grader knew it was not root, and said what that means
+        assert "the grader's own user" in done.stdout + done.stderr, done.stdout[-2000:]
+        table = pd.read_csv(ctx.csv, index_col="submission", keep_default_na=False)
+        row = lambda name: table.loc[str(folder / f"{name}.ipynb")]  # noqa: E731
+        assert len(table) == len(UNPRIVILEGED) + 1
+        classmate = row("zz_classmate")
+        assert classmate["status"] == "graded" and classmate["total"] == 7, (
+            classmate.to_dict(), done.stderr[-3000:])
+        for name in ("tamper_grader", "tamper_checks", "code_in_answers", "forge_results"):
+            assert row(name)["total"] == 0 and row(name)["possible"] == 7, (name, row(name))
+        assert row("hang")["status"] == "timeout" and row("hang")["total"] == 2
+        # RLIMIT_AS: the allocation fails inside the cell, earlier answers count (a
+        # limit on address space, not memory: PyTorch and TensorFlow reserve
+        # about 2.3 GB of it, so under 3 GB a correct notebook would abort)
+        assert row("memory")["status"] == "graded" and "MemoryError" in row("memory")["notes"]
+        assert row("memory")["total"] == 2
+        assert row("crash")["status"] == "crashed" and row("crash")["total"] == 2
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if created:
+            import subprocess
+
+            subprocess.run(["userdel", created], capture_output=True)
