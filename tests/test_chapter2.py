@@ -13,6 +13,8 @@ import pytest
 from explodebook import RunSpec, run, theory
 from explodebook.metrics import swing
 
+from _chapter import run_cells
+
 FRAMEWORKS = ("torch", "keras")
 BASELINE = 1 / 6  # MSE of always answering 1.0 on the adding problem
 LR_BASE = RunSpec(steps=300)
@@ -93,6 +95,34 @@ def test_one_nan_poisons_every_later_step(framework: str) -> None:
     assert np.isnan(trace.loss[first + 1 :]).all()
     assert not np.isfinite(trace.weight_norms[first + 1 :]).any()
     assert np.isnan(trace.weight_norms[first + 2 :]).all()
+
+
+def test_nan_rules_the_chapter_states_in_both_frameworks() -> None:
+    """Arithmetic of a training step propagates NaN; ordered comparisons and
+    ``==`` are false, ``!=`` is true; ``pow(NaN, 0)`` is 1 (IEEE 754)."""
+    import torch
+
+    from explodebook.backends import keras as _  # noqa: F401  (torch first, then TF)
+    import keras
+
+    nan = torch.tensor(float("nan"))
+    assert torch.isnan(nan * 0) and torch.isnan(1.0 - 0.01 * nan) and torch.isnan(torch.relu(nan))
+    assert not (nan > 1e6) and not (nan == nan) and bool(nan != nan)
+    assert float(nan**0) == 1.0
+    knan = keras.ops.convert_to_tensor(float("nan"))
+    assert bool(keras.ops.isnan(knan * 0)) and bool(keras.ops.isnan(keras.ops.relu(knan)))
+    assert not bool(keras.ops.greater(knan, 1e6)) and not bool(keras.ops.equal(knan, knan))
+    assert bool(keras.ops.not_equal(knan, knan))
+    assert float(keras.ops.power(knan, 0.0)) == 1.0
+
+
+def test_the_tutorial_loop_is_inf_before_it_is_nan() -> None:
+    ns = run_cells("02", "classic = {fw: run(RunSpec(), fw)")
+    losses = np.array(ns["losses"])
+    first_inf = int(np.argmax(np.isinf(losses)))
+    assert np.isinf(losses).any() and np.isfinite(losses[:first_inf]).all()
+    assert int(np.argmax(np.isnan(losses))) == first_inf + 1
+    assert ns["_shown"]["int(np.argmax(np.isinf(losses)))"] == first_inf
 
 
 # -- unstable learning ------------------------------------------------------------
@@ -287,6 +317,17 @@ def test_xavier_gradients_vanish_through_time_sigma_2_explode(framework: str) ->
     assert first_gradient(SIGMA2, 80) / first_gradient(SIGMA2, 5) > 1e3
 
 
+def test_the_adding_problem_is_the_sum_variant_with_baseline_one_sixth() -> None:
+    from explodebook.data import dataset_for
+
+    X, y = dataset_for(RNN_BASE.replace(seq_len=40))
+    values, markers = X[..., 0], X[..., 1]
+    assert values.min() >= 0 and values.max() < 1  # not the original's [-1, 1]
+    assert np.all(markers.sum(axis=1) == 2)
+    assert np.allclose(y[:, 0], (values * markers).sum(axis=1), atol=1e-6)  # the sum, not 0.5 + sum/4
+    assert abs(np.mean((y - 1.0) ** 2) - BASELINE) < 0.02
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_one_exploding_step_saturates_the_rnn_and_it_learns_nothing(framework: str) -> None:
     trace = run(SIGMA2.replace(seq_len=80, steps=100), framework)
@@ -302,3 +343,14 @@ def test_one_exploding_step_saturates_the_rnn_and_it_learns_nothing(framework: s
     xavier = run(RNN_BASE.replace(seq_len=80, steps=100), framework).grad_norms[10:, 0]
     assert np.median(xavier) > 1000 * np.median(late)
     assert trace.final_loss() > BASELINE  # worse than always answering 1.0
+    # No NaN, but not because tanh bounds the weights: they stop far below
+    # float32's range only because the saturated units pass no gradient.
+    assert w.max() < 1e6 and abs(w[-1] - w[-2]) < 1e-3 * w[-1]
+
+
+def test_a_tanh_rnn_does_go_non_finite_through_its_weights() -> None:
+    # chapter 6's simple RNN (tanh), the chapter's counter-example
+    spec = RunSpec(model="rnn", cell="simple", width=32, seq_len=50, init="orthogonal",
+                   init_scale=2.0, learning_rate=0.1, steps=200)
+    assert spec.activation == "tanh"
+    assert run(spec, "torch").diverged
