@@ -66,21 +66,37 @@ def test_notebooks_are_generated_identically(notebooks: Path, tmp_path: Path) ->
 def test_setup_cell_installs_from_the_launch_branch_and_is_a_no_op_here(monkeypatch) -> None:
     cell = publish.setup_cell(REPOSITORY)
     assert f"git+{REPOSITORY.url}@{REPOSITORY.branch}" in cell.source
-    assert "myst-nb" in cell.source  # every chapter imports myst_nb's glue
+    assert "myst" not in cell.source  # the chapters' numbers need no MyST-NB any more
+    assert "myst-nb" in publish.setup_cell(REPOSITORY, myst_nb=True).source  # a chapter that still glues
     calls: list[Any] = []
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: calls.append(args))
-    # Here both packages are installed: nothing runs.
+    # Here the package is installed: nothing runs.
     exec(compile(cell.source, "setup", "exec"), {"__name__": "setup"})
     assert calls == []
-    # Where one is missing (Colab), pip installs both.
+    # Where it is missing (Colab), pip installs it.
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "myst_nb" else real(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name == "explodebook" else real(name, *a)
     )
     exec(compile(cell.source, "setup", "exec"), {"__name__": "setup"})
-    assert len(calls) == 1 and REPOSITORY.install_spec in calls[0][0]
+    assert len(calls) == 1 and calls[0][0][-1] == REPOSITORY.install_spec
+
+
+def test_launch_notebooks_carry_the_books_numbers_and_install_only_what_they_import(tmp_path: Path) -> None:
+    source = tmp_path / "c.md"
+    source.write_text(
+        "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+        "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+        "# C\n\n```{code-cell} ipython3\nloss = 1 / 3\n```\n\n"
+        "Loss {eval}`f\"{loss:.2f}\"`, step {eval}`step`.\n"
+    )
+    notebook = publish.chapter_notebook(source, REPOSITORY, {'f"{loss:.2f}"': "0.33"})
+    assert notebook.cells[-1].source == "Loss 0.33, step {eval}`step`."  # unknown: left as is
+    assert "myst" not in notebook.cells[0].source
+    source.write_text(source.read_text().replace("loss = 1 / 3", "from myst_nb import glue\nloss = 1 / 3"))
+    assert "myst-nb" in publish.chapter_notebook(source, REPOSITORY).cells[0].source
 
 
 # -- the launch URLs, as sphinx-book-theme builds them ------------------------

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from explodebook.book import expressions
 from explodebook.book.sources import Book, read_config
 
 __all__ = [
@@ -137,38 +138,48 @@ def toc_chapters(book_dir: str | Path = ".") -> list[str]:
     return [name for name in book.notebooks() if book.source(name).suffix == ".md"]
 
 
-def setup_cell(repository: Repository) -> Any:
+def setup_cell(repository: Repository, myst_nb: bool = False) -> Any:
     """The first cell of a launch notebook: installs what the chapter imports.
 
-    It installs ``explodebook`` (from the launch branch) and ``myst-nb``
-    (``glue``) only where they are missing, as on Colab, which has PyTorch,
-    TensorFlow/Keras, scikit-learn, pandas and ipywidgets already; on Binder
-    and in ``make lab`` it does nothing.
+    It installs ``explodebook`` (from the launch branch), and ``myst-nb``
+    only for a chapter that still imports it (``myst_nb``), only where they
+    are missing, as on Colab, which has PyTorch, TensorFlow/Keras,
+    scikit-learn, pandas and ipywidgets already; on Binder and in
+    ``make lab`` it does nothing.
     """
     import nbformat
 
+    modules = ("explodebook", "myst_nb") if myst_nb else ("explodebook",)
+    packages = ('"myst-nb", ' if myst_nb else "") + f'"{repository.install_spec}"'
     source = (
         "# Set-up: installs the book's companion package where it is missing (Colab).\n"
         "# On Binder and in `make lab` everything is installed already.\n"
         "import importlib.util, subprocess, sys\n"
         "\n"
-        'if any(importlib.util.find_spec(m) is None for m in ("explodebook", "myst_nb")):\n'
+        f"if any(importlib.util.find_spec(m) is None for m in {modules!r}):\n"
         "    subprocess.run(\n"
-        '        [sys.executable, "-m", "pip", "install", "--quiet", "myst-nb",\n'
-        f'         "{repository.install_spec}"],\n'
+        f'        [sys.executable, "-m", "pip", "install", "--quiet", {packages}],\n'
         "        check=True,\n"
         "    )"
     )
     return nbformat.v4.new_code_cell(source, metadata={"tags": [SETUP_TAG]})
 
 
-def chapter_notebook(source: str | Path, repository: Repository | None = None) -> Any:
+def chapter_notebook(
+    source: str | Path,
+    repository: Repository | None = None,
+    values: dict[str, str] | None = None,
+) -> Any:
     """A chapter's MyST Markdown converted to an ``.ipynb`` notebook (nbformat 4).
 
     Args:
         source: the chapter's ``.md`` file.
         repository: where the set-up cell installs the package from; no
             set-up cell when None.
+        values: the text of each ``{eval}`` expression as the built book
+            shows it (`explodebook.book.expressions.cached_outputs`):
+            written into the prose, since Colab renders no MyST (the same
+            seeded run gives the same numbers).
 
     Returns:
         the notebook, without outputs, with the chapter's cells in order,
@@ -177,11 +188,18 @@ def chapter_notebook(source: str | Path, repository: Repository | None = None) -
     """
     import jupytext
 
+    from explodebook.book.expressions import EVAL_ROLE
+
     notebook = jupytext.read(Path(source), fmt="md:myst")
     notebook.metadata.pop("jupytext", None)
     notebook.metadata.setdefault("language_info", {"name": "python"})
+    if values:
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":
+                cell.source = EVAL_ROLE.sub(lambda m: values.get(m.group(1), m.group(0)), cell.source)
     if repository is not None:
-        notebook.cells.insert(0, setup_cell(repository))
+        uses_myst_nb = any("myst_nb" in c.source for c in notebook.cells if c.cell_type == "code")
+        notebook.cells.insert(0, setup_cell(repository, myst_nb=uses_myst_nb))
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"cell-{index:03d}"
     return notebook
@@ -191,6 +209,9 @@ def write_notebooks(
     book_dir: str | Path = ".", out_dir: str | Path = "_build/notebooks", setup: bool = True
 ) -> list[Path]:
     """Write ``out_dir/<docname>.ipynb`` for every notebook page of the toc.
+
+    The ``{eval}`` numbers in the prose are the built book's, where the
+    book was built (its execution cache); else they stay expressions.
 
     Returns:
         the paths written, in toc order.
@@ -203,7 +224,8 @@ def write_notebooks(
     for name in toc_chapters(book):
         target = out / f"{name}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
-        notebook = chapter_notebook(book / f"{name}.md", repository)
+        values = expressions.values(expressions.cached_outputs(book / f"{name}.md", book))
+        notebook = chapter_notebook(book / f"{name}.md", repository, values)
         nbformat.validate(notebook)
         target.write_text(nbformat.writes(notebook) + "\n", encoding="utf-8")
         written.append(target)
