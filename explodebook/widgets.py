@@ -7,6 +7,7 @@ kernel-free `explodebook.scrubber.scrubber` instead.
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -83,6 +84,15 @@ class Explorer:
     (an invalid combination of settings, a failing run) are shown as a
     message in the widget, never as a traceback.
 
+    In a live kernel the runs happen on a worker thread (``background``):
+    a control's change only records the new setting and shows
+    "running...", so the kernel keeps reading the reader's key presses
+    while a run trains. Five fast presses on a slider then cost at most two
+    runs (the one under way and the last setting), not five queued ones; a
+    result that a newer setting has made stale is dropped, never drawn.
+    Outside a kernel (scripts, tests) a change runs at once, in the caller's
+    thread.
+
     Attributes:
         base: the spec the controls modify.
         controls: one widget per explored field, by field name.
@@ -97,6 +107,7 @@ class Explorer:
         options: Mapping[str, Sequence[Any]],
         frameworks: Sequence[str],
         draw: Draw,
+        background: bool | None = None,
     ) -> None:
         import ipywidgets as w
 
@@ -105,6 +116,17 @@ class Explorer:
         self.draw = draw
         self.traces: list[Trace] = []
         self.error: str | None = None
+        self.background = _in_kernel() if background is None else bool(background)
+        #: settings drawn, and settings whose run finished after a newer
+        #: setting was asked for (their result was dropped)
+        self.drawn = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._wanted = 0  # generation of the newest setting asked for
+        self._worker: threading.Thread | None = None
         self.controls: dict[str, Any] = {}
         for name, values in options.items():
             self.controls[name] = self._control(w, name, values, getattr(base, name))
@@ -149,16 +171,51 @@ class Explorer:
         )
 
     def _on_change(self, change: Mapping[str, Any]) -> None:
-        self.update()
+        if not self.background:
+            self.update()
+            return
+        with self._lock:
+            self._wanted += 1
+            self._idle.clear()
+            self._wake.set()
+        self.status.value = "<i>running&hellip;</i>"
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="explore", daemon=True)
+            self._worker.start()
 
-    def update(self) -> None:
-        """Re-run the current setting and redraw; show any error as a message."""
+    def _work(self) -> None:
+        """The worker thread: run the newest setting, again while newer ones arrive."""
+        while True:
+            self._wake.wait()
+            with self._lock:
+                self._wake.clear()
+                generation = self._wanted
+            self.update(stale=lambda: generation != self._wanted)
+            with self._lock:
+                if generation == self._wanted:
+                    self._idle.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the newest setting is shown (background mode); ``False`` on timeout."""
+        return self._idle.wait(timeout)
+
+    def update(self, stale: Callable[[], bool] = lambda: False) -> None:
+        """Re-run the current setting and redraw; show any error as a message.
+
+        Args:
+            stale: says whether a newer setting was asked for meanwhile; the
+                result of a stale run is dropped instead of drawn.
+        """
         self.status.value = "<i>running&hellip;</i>"
         try:
             spec = self.spec
             key = (spec, self.frameworks, self.draw)
             png = _PNG_CACHE.get(key)
-            self.traces = [cached_run(spec, fw) for fw in self.frameworks]
+            traces = [cached_run(spec, fw) for fw in self.frameworks]
+            if stale():
+                self.dropped += 1
+                return
+            self.traces = traces
             if png is None:
                 # Fast compression: the PNG only travels to the browser next to the kernel.
                 png = figure_png(self.draw(self.traces), dpi=90, fast=True)
@@ -168,20 +225,37 @@ class Explorer:
             else:
                 _PNG_CACHE.move_to_end(key)
         except Exception as error:  # shown to the reader, never a traceback
+            if stale():
+                self.dropped += 1
+                return
             self.error = f"{type(error).__name__}: {error}"
             self.status.value = (
                 '<span style="color:#b00020"><b>Cannot run this setting.</b> '
                 f"{_escape(self.error)}</span>"
             )
             return
+        if stale():
+            self.dropped += 1
+            return
         self.error = None
         self.image.value = png
         self.status.value = _summary(self.traces)
+        self.drawn += 1
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
         display(self.widget)
+
+
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (where widgets' events arrive as messages)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _escape(text: str) -> str:
@@ -200,6 +274,7 @@ def explore(
     controls: str | Sequence[str] | Mapping[str, Sequence[Any]] = ("learning_rate", "init_scale"),
     frameworks: str | Sequence[str] = "torch",
     draw: Draw | None = None,
+    background: bool | None = None,
 ) -> Explorer:
     """Interactive controls over some `RunSpec` fields, re-running on change.
 
@@ -214,6 +289,8 @@ def explore(
             each.
         draw: draws one setting's traces (one per framework) and returns
             the figure; the default plots loss and gradient norm.
+        background: run on a worker thread, dropping stale settings
+            (`Explorer`); default: in a Jupyter kernel, yes.
 
     Returns:
         an `Explorer`; display it (as the last expression of a cell) to
@@ -271,4 +348,4 @@ def explore(
             "explore(draw=...) expects a function that takes the traces and returns "
             f"a figure, or None, got {describe(draw)}"
         )
-    return Explorer(base, options, names, draw or default_draw)
+    return Explorer(base, options, names, draw or default_draw, background)

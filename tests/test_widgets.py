@@ -88,3 +88,55 @@ def test_a_field_that_is_off_by_default_can_be_explored() -> None:
     assert explorer.traces[0].spec.clipnorm == 1.0
     control.index = 0  # as a frontend moves it back
     assert explorer.traces[0].spec.clipnorm is None and explorer.error is None
+
+
+def test_fast_key_presses_run_the_last_setting_and_drop_the_stale_one(monkeypatch) -> None:
+    # A reader pressing an arrow key five times while the first run trains:
+    # in a kernel the presses arrive as messages while the worker thread
+    # runs; only the run under way and the newest setting may run, and only
+    # the newest is drawn.
+    import threading
+
+    from explodebook import widgets
+
+    gate = threading.Event()
+    ran: list[float] = []
+    real = widgets.cached_run
+
+    def slow_first_run(spec, framework):
+        ran.append(spec.learning_rate)
+        if len(ran) == 2:  # the first run after the initial setting
+            assert gate.wait(30)
+        return real(spec, framework)
+
+    monkeypatch.setattr(widgets, "cached_run", slow_first_run)
+    rates = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]
+    explorer = explore(BASE.replace(learning_rate=0.001), {"learning_rate": rates}, background=True)
+    assert ran == [0.001] and explorer.drawn == 1  # the initial setting, drawn at once
+    slider = explorer.controls["learning_rate"]
+    for rate in rates[1:]:
+        slider.value = rate
+        assert "running" in explorer.status.value  # said at once, from the message handler
+    gate.set()
+    assert explorer.wait(60)
+    assert ran == [0.001, 0.002, 0.006]  # not the three in between
+    assert explorer.dropped == 1 and explorer.drawn == 2
+    assert explorer.traces[0].spec.learning_rate == 0.006
+    assert "final loss" in explorer.status.value
+
+
+def test_outside_a_kernel_a_change_runs_at_once() -> None:
+    explorer = explore(BASE.replace(learning_rate=0.001), {"learning_rate": [0.001, 0.01]})
+    assert explorer.background is False
+    explorer.controls["learning_rate"].value = 0.01
+    assert explorer.traces[0].spec.learning_rate == 0.01 and explorer.drawn == 2
+
+
+def test_in_a_kernel_changes_run_in_the_background() -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(nbformat.v4.new_code_cell("from explodebook.widgets import _in_kernel\nprint(_in_kernel())"))
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    assert notebook.cells[0].outputs[0]["text"].strip() == "True"
