@@ -365,7 +365,9 @@ def attacks(ctx: Context) -> list[Attack]:
                 "ch1-ex-growth": "layers_needed = [34, 19]",
                 "ch1-ex-product": "boundary_scale = 0.95",
                 "ch1-ex-depth": "largest_stable_scale = 1.45",
-                "ch1-ex-sigmoid": "long_term_vanishes = False",
+                # the chapter's bound (gamma * sigma_max)**k, not the recurrence's norms
+                "ch1-ex-sigmoid": "long_term_vanishes = False\n"
+                                  "sigmoid_norms = [0.75 ** k for k in range(61)]",
             },
         ),
     ]

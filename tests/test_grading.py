@@ -40,7 +40,12 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
         "ch1-ex-growth": ("layers_needed = np.floor(6 / np.log10([1.5, 2]))", "round up"),
         "ch1-ex-product": ("boundary_scale = 1.0", "still explodes"),
         "ch1-ex-depth": ("largest_stable_scale = 1.2", "diverges"),
-        "ch1-ex-sigmoid": ("long_term_vanishes = False", "which bound on sigma_max"),
+        "ch1-ex-sigmoid": (
+            "Q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(32, 32)))\n"
+            "sigmoid_norms = theory.rnn_backprop_norms(3 * Q, 60, 'sigmoid')\n"
+            "long_term_vanishes = False",
+            "which bound on sigma_max",
+        ),
     },
     "02_the_problem": {
         "ch2-ex-overflow": ("overflow_steps = [[27, 218, 218], [44, 235, 235]]", "still within"),
@@ -93,7 +98,11 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
             "final_loss_by_l2 = {0.0: [2.4, 2.4], 0.01: [9.0, 9.0], 0.1: [1.0, 1.0]}",
             "RunSpec(global_clipnorm=1.0, l2=l2)",
         ),
-        "reg-ex-adam": ("matching_optimizer = 'AdamW'", "per-element scaling"),
+        "reg-ex-adam": (
+            "matching_optimizer = 'AdamW'\nadam_penalty_loss ="
+            " run(RunSpec(optimizer='adam', learning_rate=0.01, l2=0.01)).final_loss()",
+            "per-element scaling",
+        ),
     },
     "09_fixes_compared": {
         "ex-cmp-recall": ("trace = run(RunSpec())\nlargest_norms = [1.0, 1.0]",

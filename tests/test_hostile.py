@@ -229,8 +229,9 @@ def test_there_is_no_network(batch) -> None:
 
 def test_feedback_gives_no_answer_code_or_grader_internals_away(batch) -> None:
     row = _row(batch, "fishing.ipynb")
-    # well-formed wrong answers pass the public form checks, nothing more
-    assert row["total"] == 3.5
+    # well-formed wrong answers pass the public form checks, nothing more (and
+    # get nothing of ch1-ex-sigmoid's point, which is all or nothing)
+    assert row["total"] == 3 and row["ch1-ex-sigmoid"] == 0
     text = _feedback(batch, "fishing")
     # every hidden check explains itself, without the reference answer
     for label, question in batch.questions.items():
@@ -443,3 +444,40 @@ def test_an_unprivileged_grader_keeps_what_its_mode_guarantees(chapter1) -> None
             import subprocess
 
             subprocess.run(["userdel", created], capture_output=True)
+
+
+# -- guessed answers ---------------------------------------------------------------------
+
+#: For each exercise whose answer alone is a yes/no or a choice of two: what a
+#: student who only read the question would hand in, alone and with made-up
+#: evidence of the right form.
+GUESSES = {
+    "01_what_are_exploding_gradients": {
+        "ch1-ex-sigmoid": [
+            {"long_term_vanishes": True},
+            {"long_term_vanishes": False},
+            # the chapter's bound (gamma * sigma_max)**k, not the recurrence's norms
+            {"long_term_vanishes": True, "sigmoid_norms": [0.75 ** k for k in range(61)]},
+        ],
+    },
+    "08_weight_regularization": {
+        "reg-ex-adam": [
+            {"matching_optimizer": "Adam"},
+            {"matching_optimizer": "AdamW"},
+            {"matching_optimizer": "Adam", "adam_penalty_loss": 12.0},  # of the right size
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("chapter", sorted(GUESSES))
+def test_guessed_answers_score_nothing(chapter, tmp_path) -> None:
+    from explodebook.coursework import answers
+    from explodebook.coursework.scoring import Checks
+
+    files = assign(ROOT / "chapters" / f"{chapter}.md", tmp_path / "assignment", book=ROOT)
+    checks = Checks.from_zip(files.autograder)
+    for label, guesses in GUESSES[chapter].items():
+        for guess in guesses:
+            scored = checks.score({name: answers.encode(v) for name, v in guess.items()})[label]
+            assert scored.score == 0, (label, guess, scored)

@@ -114,11 +114,16 @@ class Question:
             reference answer, when the solution prints its answer instead
             of storing it: they store it in the answer's names, from the
             solution's own results (assignments only); for a solution in
-            prose, the whole reference.
+            prose, the whole reference; for a guessable answer, the
+            computation behind it that the question also asks for.
         given: code from the chapter's later cells that the exercise uses
             (a spec it names, say), put at the top of the answer cell for
             the student and before the reference: grading runs only the
             first cell and the answer cells.
+        all_or_nothing: the points only when every check passes (otter's
+            question option): for an answer that could be guessed (a
+            yes/no, a choice) asked together with the computation behind
+            it, so that the form checks give nothing to a guess.
     """
 
     label: str
@@ -128,6 +133,7 @@ class Question:
     points: int = 2
     store: str = ""
     given: str = ""
+    all_or_nothing: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ def load_questions(chapter: str | Path) -> dict[str, Question]:
             points=int(entry.get("points", 2)),
             store=str(entry.get("store") or "").strip(),
             given=str(entry.get("given") or "").strip(),
+            all_or_nothing=bool(entry.get("all_or_nothing", False)),
         )
     return questions
 
@@ -246,7 +253,8 @@ def _autograded(
         f'""" # BEGIN PROMPT\n{placeholder}\n""" # END PROMPT'
     )
     return [
-        _raw(f"# BEGIN QUESTION\nname: {question.label}\npoints: {question.points}"),
+        _raw(f"# BEGIN QUESTION\nname: {question.label}\npoints: {question.points}"
+             + ("\nall_or_nothing: true" if question.all_or_nothing else "")),
         _markdown(prompt),
         _raw("# BEGIN SOLUTION"),
         _code(solution),
