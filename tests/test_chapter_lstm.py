@@ -13,6 +13,8 @@ import pytest
 from explodebook import RunSpec, run
 from explodebook.timesteps import input_gradient_norms
 
+from _chapter import run_cells
+
 FRAMEWORKS = ("torch", "keras")
 BASELINE = 1 / 6  # always answering 1.0 on the adding problem
 
@@ -35,6 +37,8 @@ def test_lstm_fixes_the_failing_baseline(framework: str) -> None:
     simple = run(FAILING, framework)
     lstm = run(FAILING.replace(cell="lstm"), framework)
     assert simple.diverged and 10 <= simple.first_nonfinite_step <= 100
+    # The prose: at that step the loss has overflowed to infinity (not NaN).
+    assert np.isinf(simple.loss[simple.first_nonfinite_step])
     assert not lstm.diverged and lstm.steps_run == FAILING.steps
     assert simple.grad_norm_total[0] > 100 * lstm.grad_norm_total[0]
     assert lstm.grad_norm_total.max() < 100
@@ -75,3 +79,14 @@ def test_lstms_can_still_explode(framework: str) -> None:
     assert weights.max() > 5 * weights[0]
     clipped_weights = clipped.weight_norms[:, 0]
     assert np.all(clipped_weights < 1.1 * clipped_weights[0])
+
+
+def test_the_lstm_gradient_reaches_step_1_through_the_gates_not_the_cell() -> None:
+    # Issue 18, item 14: the forget-gate product shrinks the cell path to
+    # almost nothing over 79 steps, yet the gradient reaches step 1; the
+    # chapter's own hand-written LSTM shows which path carries it.
+    chapter = run_cells("06", through="path_reach = ")
+    assert chapter["unit_products"].max() < 1e-4  # the forget-gate product, best unit
+    path_reach = chapter["path_reach"]
+    assert path_reach["cell state only"] < 1e-5  # the cell path alone vanishes
+    assert path_reach["both paths"] > 0.02  # through h, the gates and U: it reaches
