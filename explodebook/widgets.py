@@ -16,6 +16,7 @@ from typing import Any
 from explodebook.cache import cached_run
 from explodebook.checks import check_frameworks, describe, expect, expect_spec, plain
 from explodebook.metrics import status
+from explodebook.notebook import in_kernel
 from explodebook.render import figure_png
 from explodebook.spec import CHOICES, RunSpec
 from explodebook.trace import Trace
@@ -116,7 +117,7 @@ class Explorer:
         self.draw = draw
         self.traces: list[Trace] = []
         self.error: str | None = None
-        self.background = _in_kernel() if background is None else bool(background)
+        self.background = in_kernel() if background is None else bool(background)
         #: settings drawn, and settings whose run finished after a newer
         #: setting was asked for (their result was dropped)
         self.drawn = 0
@@ -246,16 +247,6 @@ class Explorer:
         from IPython.display import display
 
         display(self.widget)
-
-
-def _in_kernel() -> bool:
-    """Whether this runs in a Jupyter kernel (where widgets' events arrive as messages)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _escape(text: str) -> str:

@@ -170,3 +170,40 @@ def test_tensorflow_writes_nothing_to_stderr_at_run_time() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["inf"]
     assert done.stderr == ""
+
+
+def test_setup_says_what_it_loads_then_which_versions_run(monkeypatch) -> None:
+    # Run All waits 5-15 s on the first cell while both frameworks load: the
+    # status line says so, then names the versions (what the page shows).
+    import IPython.display
+
+    import keras
+    import tensorflow as tf
+
+    from explodebook.notebook import setup
+
+    shown: list[str] = []
+
+    class Handle:
+        def update(self, obj) -> None:
+            shown.append(obj.data)
+
+    def display(obj, display_id=None):
+        assert display_id is True
+        shown.append(obj.data)
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    threads = torch.get_num_threads()
+    try:
+        setup(status=True, style=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert shown == [
+        "Loading PyTorch\u2026",
+        "Loading TensorFlow and Keras\u2026",
+        f"PyTorch {torch.__version__}, Keras {keras.__version__} on TensorFlow {tf.__version__}: ready.",
+    ]
+    shown.clear()
+    setup(status=False, style=False, threads=None)
+    assert shown == []  # outside a kernel (the default there), nothing is shown

@@ -137,6 +137,6 @@ def test_in_a_kernel_changes_run_in_the_background() -> None:
     from nbclient import NotebookClient
 
     notebook = nbformat.v4.new_notebook()
-    notebook.cells.append(nbformat.v4.new_code_cell("from explodebook.widgets import _in_kernel\nprint(_in_kernel())"))
+    notebook.cells.append(nbformat.v4.new_code_cell("from explodebook.notebook import in_kernel\nprint(in_kernel())"))
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     assert notebook.cells[0].outputs[0]["text"].strip() == "True"
