@@ -292,7 +292,11 @@ def test_heat_map_patterns(framework: str) -> None:
     assert (~np.isfinite(exploded.grad_norms[nan_step:])).all()
 
 
-def test_first_nonfinite_is_the_output_gradient_at_the_same_step_in_both() -> None:
+def test_first_nonfinite_layer_is_the_tie_break_when_every_layer_overflows_at_once() -> None:
+    # The chapter reads "gradient" and "output" as the package's convention,
+    # not a finding: at the first non-finite step the loss and every layer's
+    # gradient are non-finite together, and the output is named because the
+    # gradients are counted from the output.
     diverging = [
         CLASSIC,
         DEEP.replace(init_scale=1.15),
@@ -310,6 +314,41 @@ def test_first_nonfinite_is_the_output_gradient_at_the_same_step_in_both() -> No
         for trace in traces:
             assert (trace.first_nonfinite_kind, trace.first_nonfinite_layer) == (
                 "gradient", "output")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_adam_steps_are_bounded_but_the_weights_still_drift(framework: str) -> None:
+    # Kingma & Ba (2015, section 2.1): a coordinate moves by at most about
+    # lr * (1 - beta1) / sqrt(1 - beta2), 3.16 lr for the default betas, per
+    # step. A layer's weight norm then changes by at most that times the
+    # square root of its parameter count per step: bounded steps, not
+    # bounded weights (over T steps the bound is T times as large).
+    from explodebook.backends import torch as torch_backend
+
+    trace = run(ADAM_HIGH, framework)
+    params = np.array([sum(p.numel() for p in layer.parameters())
+                       for layer in torch_backend.build(ADAM_HIGH) if list(layer.parameters())])
+    per_step = ADAM_HIGH.learning_rate * (1 - 0.9) / math.sqrt(1 - 0.999) * np.sqrt(params)
+    moves = np.abs(np.diff(trace.weight_norms, axis=0))
+    assert (moves.max(axis=0) <= per_step).all()
+    assert (moves.max(axis=0) < ADAM_HIGH.learning_rate * np.sqrt(params)).all()  # the chapter's number < 1
+    assert (np.abs(trace.weight_norms[-1] - trace.weight_norms[0]) > ADAM_HIGH.learning_rate).any()
+
+
+def test_chapter_prose_values_come_from_its_runs() -> None:
+    # The mystery answers are prose with inline values (no empty dropdown):
+    # each value the page shows is the chapter's own, and they say what the
+    # runs did.
+    from _chapter import run_cells
+
+    shown = run_cells("03", "alarm_sixth = ")["_shown"]  # the cell after the answers
+    for name, (_, verdict) in MYSTERY.items():
+        for fw in FRAMEWORKS:
+            assert shown[f'mystery_verdict["{name}", "{fw}"]'] == verdict
+    assert shown['mystery_signs["C"]'] == "none"
+    assert shown['inf_step["torch"]'] == 8 and shown['nan_step["torch"]'] == 9
+    assert shown["at_once"] == shown["len(diverging_runs)"]
+    assert float(shown['f"{adam_move_share:.2f}"']) < 3.2
 
 
 # -- mystery runs ------------------------------------------------------------
