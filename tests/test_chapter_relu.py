@@ -64,3 +64,43 @@ def test_training_before_and_after(framework: str) -> None:
     assert finals["tanh"] < 0.2 and finals["relu"] < 0.2
     exploded = run(RELU.replace(steps=300, init_scale=1.5), framework)
     assert exploded.diverged and exploded.first_nonfinite_step <= 5
+
+
+def test_the_gradient_is_the_jacobians_from_the_output_down() -> None:
+    """dL/dh_k = dL/dh_D J_D J_(D-1) ... J_(k+1), with J_l = diag(phi'(a_l)) W_l
+    (row vectors), as the chapter writes it; layers of different widths make
+    any other order fail."""
+    import torch
+
+    torch.manual_seed(0)
+    widths = [3, 5, 4, 6, 2]  # h_0 ... h_D, D = 4
+    weights = [torch.randn(widths[l + 1], widths[l], dtype=torch.float64) for l in range(4)]
+    h0 = torch.randn(widths[0], dtype=torch.float64)
+    hs, pre = [h0], []
+    for W in weights:
+        pre.append(W @ hs[-1])
+        hs.append(torch.tanh(pre[-1]))
+    k = 1
+    hk = hs[k].detach().requires_grad_(True)
+    h = hk
+    for W in weights[k:]:
+        h = torch.tanh(W @ h)
+    loss = (h**2).sum()
+    (grad_k,) = torch.autograd.grad(loss, hk)
+    row = 2 * hs[-1]  # dL/dh_D
+    for l in range(4, k, -1):  # J_D first, down to J_(k+1)
+        J = torch.diag(1 - torch.tanh(pre[l - 1]) ** 2) @ weights[l - 1]
+        row = row @ J
+    assert torch.allclose(row, grad_k)
+
+
+def test_he_fan_in_keeps_the_backward_signal_between_equal_widths() -> None:
+    # He's 2/fan-in is derived for the forward pass; between layers of one
+    # width it keeps the backward signal's size too, in expectation.
+    import numpy as np
+
+    ratios = []
+    for seed in range(20):
+        g = theory.mlp_backprop_norms(20, 32, 1.0, "relu", "he", seed=seed).hidden_grad_norms
+        ratios.append(np.log(g[0] / g[-1]))
+    assert abs(np.mean(ratios)) < np.log(2)
