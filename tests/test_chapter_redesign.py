@@ -58,8 +58,26 @@ def test_shallow_networks_train_and_deep_ones_diverge(framework: str) -> None:
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_he_scale_keeps_the_gradient_only_on_average(framework: str) -> None:
+    # At s = 1 the geometric mean of the initial gradient over 16 networks
+    # does not grow with depth, but its spread from network to network does.
+    he = DEEP.replace(init_scale=1.0, steps=1)
+    norms = {
+        d: np.array([run(he.replace(depth=d, seed=s), framework).grad_norm_total[0]
+                     for s in range(1, 17)])
+        for d in (1, 20)
+    }
+    means = {d: float(np.exp(np.log(v).mean())) for d, v in norms.items()}
+    assert 0.5 < means[20] / means[1] < 3  # at s = 1.2, 20 layers would give ~1.44**19
+    spread = {d: v.max() / v.min() for d, v in norms.items()}
+    assert spread[20] > 10 * spread[1]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_classic_explodes_without_depth_and_trains_on_a_scaled_target(framework: str) -> None:
-    assert run(CLASSIC, framework).first_nonfinite_step == 8
+    trace = run(CLASSIC, framework)
+    assert trace.first_nonfinite_step == 8
+    assert np.isinf(trace.loss[8])  # the chapter says inf at that step, not NaN
     assert run(CLASSIC.replace(depth=2), framework).diverged
     scaled = run(CLASSIC.replace(task="regression-scaled"), framework)
     assert not scaled.diverged and scaled.final_loss() < 0.05
@@ -172,3 +190,17 @@ def test_shorter_truncation_learns_less(framework: str) -> None:
     assert finals[2] > 3 * finals[0]
     # below 1/12 even at k <= 5: the shared weights generalize a little
     assert all(f < 1 / 12 for f in finals[1:])
+
+
+def test_chapter_prose_values_come_from_its_runs() -> None:
+    # The numbers the exercises' solutions quote are computed by the chapter
+    # from the runs they ask for.
+    from _chapter import run_cells
+
+    ns = run_cells("04", "summed_step = ")
+    assert ns["summed_step"][32] == run(CLASSIC).first_nonfinite_step == 8
+    assert ns["summed_step"][32] < ns["summed_step"][8] < ns["summed_step"][1]
+    assert ns["safe_lr"][500] > ns["safe_lr"][32] and ns["safe_lr"][1] is None
+    shown = ns["_shown"]
+    assert shown["classic_loss_kind"] == "inf"
+    assert float(shown['f"{he_spread[-1]:.0f}"']) > 10 * float(shown['f"{he_spread[0]:.1f}"'])
