@@ -11,6 +11,8 @@ import pytest
 
 from explodebook import RunSpec, run
 
+from _chapter import run_cells
+
 FRAMEWORKS = ("torch", "keras")
 TRAIN = RunSpec(depth=10, width=32, task="regression-scaled", steps=300)
 DEPTHS = [1, 2, 4, 6, 8, 10, 12, 15, 20]
@@ -49,3 +51,30 @@ def test_rnn_gradient_grows_with_the_recurrent_singular_value(framework: str) ->
     norms = [run(base.replace(init_scale=s), framework).grad_norms[0, 0] for s in (0.5, 0.9, 1.0, 1.1, 1.5, 2.0)]
     assert np.all(np.diff(norms) > 0)
     assert norms[-1] > 100 * norms[0]
+
+
+def test_random_product_boundary_of_the_exercise() -> None:
+    # The solution: within a factor of 100 of 1 from 0.56 to 0.60, closest
+    # at 0.58; one matrix stretches by about s*sqrt(n) = 2s, the average
+    # log-growth is smaller (about 1.75 s), so the boundary is near 0.57.
+    from explodebook import theory
+
+    scales = np.round(np.arange(0.50, 0.65, 0.01), 2)
+    final = np.array([theory.random_matrix_product(4, 100, s, seed=0).norms[-1] for s in scales])
+    within = scales[np.abs(np.log10(final)) <= 2]
+    assert within.min() == 0.56 and within.max() == 0.60
+    assert scales[np.argmin(np.abs(np.log10(final)))] == 0.58
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 20000))
+    stretch = np.linalg.norm(rng.normal(size=(20000, 4, 4)) @ x.T[..., None], axis=(1, 2)) / np.linalg.norm(x, axis=0)
+    assert abs(np.sqrt(np.mean(stretch**2)) - 2.0) < 0.05  # root-mean-square stretch: sqrt(n)
+    long = theory.random_matrix_product(4, 4000, 0.5, seed=0).norms  # stays in range
+    rate = np.exp(np.log(long[-1]) / len(long)) / 0.5
+    assert 1.65 < rate < 1.85  # the average growth factor per unit scale, below sqrt(n)
+
+
+def test_the_rnn_table_is_at_initialization() -> None:
+    ns = run_cells("01", "rnn_sweep = sweep(")
+    assert all(t.steps_run == 1 for traces in ns["rnn_sweep"].traces.values() for t in traces)
+    shown = ns["_shown"]
+    assert shown['diverged["torch"]'] == ns["diverged"]["torch"] <= 3
