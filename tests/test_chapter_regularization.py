@@ -14,6 +14,8 @@ import pytest
 from explodebook.backends import torch as torch_backend  # noqa: F401
 from explodebook import RunSpec, run
 
+from _chapter import run_cells
+
 FRAMEWORKS = ("torch", "keras")
 CLASSIC = RunSpec()
 EDGE = CLASSIC.replace(learning_rate=1.5e-3)
@@ -100,3 +102,19 @@ def test_sgd_weight_decay_is_half_an_l2_penalty_adamw_is_decoupled() -> None:
         assert torch.allclose(d - p, 0.01 * wd * w, atol=1e-6)
     # Coupled decay reverses some of Adam's first steps: a full 2 * lr gap.
     assert float((coupled[0] - plain[0]).abs().max()) > 0.015
+
+
+def test_the_prose_claims_only_what_is_checked() -> None:
+    # Issue 18, item 10: the chapter says SGD's weight_decay and the penalty
+    # agree "to float32 rounding" and shows the relative difference; pin it.
+    chapter = run_cells("08", through="sgd_rel = ")
+    assert chapter["sgd_rel"] < 1e-5
+    # Every inline expression up to the classic MLP's runs evaluates, and the
+    # step it shows is the one every run stops at (the loss is inf there).
+    chapter = run_cells("08", through="lag = (")
+    assert chapter["classic_step"] == 8
+    baseline = chapter["classic_runs"]["none", "torch"]
+    assert np.isinf(baseline.loss[8])
+    # "The strongest penalty only makes its curve lag": it still explodes.
+    strongest = chapter["classic_runs"]["l2 = 10", "torch"]
+    assert strongest.grad_norm_total[7] > 1e6 * strongest.grad_norm_total[0]
