@@ -53,7 +53,7 @@ def present(trace: Trace, **thresholds: float) -> set[str]:
 def test_rnn_poor_loss_in_both_gains_but_only_gain_3_confirms(framework: str) -> None:
     calm = run(RNN.replace(init_scale=1.0), framework)
     wild = run(RNN.replace(init_scale=3.0), framework)
-    # The chapter says which runs the poor-loss rule flags (glued): calm is
+    # The chapter says which runs the poor-loss rule flags (an inline value): calm is
     # flagged in both; the wild run's first losses are inflated by the
     # explosion in a way that depends on the framework's last bits.
     assert diagnose(calm)["poor_loss"].present
@@ -407,7 +407,7 @@ def test_exercise_growth_step() -> None:
 
 
 def test_exercise_learning_rate_boundary() -> None:
-    # The solution quotes the boundary from the runs (glued); what it states
+    # The solution quotes the boundary from the runs (inline values); what it states
     # in words: 0.0012 trains in both, the rates above diverge only late.
     for fw in FRAMEWORKS:
         assert not run(CLASSIC.replace(learning_rate=1.2e-3), fw).diverged
