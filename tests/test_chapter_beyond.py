@@ -30,7 +30,11 @@ BAD_INIT = DEEP.replace(init_scale=1.5)
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
 def test_both_baselines_diverge(fw):
-    assert run(CLASSIC, fw).first_nonfinite_step == 8
+    classic = run(CLASSIC, fw)
+    step = classic.first_nonfinite_step
+    assert step == 8
+    # the prose says which: the loss overflows to inf, the gradient is NaN
+    assert np.isposinf(classic.loss[step]) and np.isnan(classic.grad_norm_total[step])
     assert run(BAD_INIT, fw).first_nonfinite_step <= 2
 
 
@@ -65,6 +69,15 @@ def test_only_he_scale_trains_the_deep_relu_mlp(fw):
     assert not glorot.diverged and glorot.final_loss() > 0.95  # the mean's loss
     assert first_to_last(glorot) < 0.01  # vanishing
     assert first_to_last(run(DEEP.replace(init_scale=0.5, steps=1), fw)) < 1e-4
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_with_tanh_glorot_trains_better_than_he(fw):
+    glorot = run(DEEP.replace(activation="tanh", init="xavier"), fw)
+    he = run(DEEP.replace(activation="tanh", init="he"), fw)
+    assert not (glorot.diverged or he.diverged)
+    assert glorot.final_loss() < he.final_loss() < 0.5
+    assert 0.5 < first_to_last(he) < first_to_last(glorot) < 1.5
 
 
 def test_orthogonal_powers_keep_norm_one_gaussian_ones_drift():
@@ -143,6 +156,53 @@ def test_adam_first_step_moves_every_parameter_by_the_learning_rate():
         [np.abs(v.numpy() - w).ravel() for v, w in zip(model.trainable_variables, weights)]
     )
     np.testing.assert_allclose(moves[moves > 0], 0.01, rtol=1e-3)
+
+
+def _adam_sparse_and_steady(fw, steps=5000, lr=0.01):
+    """Last step of a parameter whose gradient is 0 until the last step, and
+    the distance a parameter with a constant gradient travels, in units of lr."""
+    grads = [(float(t == steps - 1), 1.0) for t in range(steps)]
+    if fw == "torch":
+        sparse, steady = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.Adam([sparse, steady], lr=lr)
+        for g_sparse, g_steady in grads:
+            sparse.grad, steady.grad = torch.full((1,), g_sparse), torch.full((1,), g_steady)
+            before = sparse.item()
+            optimizer.step()
+        return abs(sparse.item() - before) / lr, abs(steady.item()) / lr
+    sparse, steady = keras.Variable([0.0]), keras.Variable([0.0])
+    optimizer = keras.optimizers.Adam(lr, epsilon=1e-8)
+    optimizer.build([sparse, steady])
+
+    @tf.function
+    def step(g_sparse, g_steady):
+        optimizer.apply([tf.reshape(g_sparse, [1]), tf.reshape(g_steady, [1])], [sparse, steady])
+
+    for g_sparse, g_steady in grads:
+        before = float(sparse.numpy()[0])
+        step(tf.constant(g_sparse), tf.constant(g_steady))
+    return abs(float(sparse.numpy()[0]) - before) / lr, abs(float(steady.numpy()[0])) / lr
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_adam_step_exceeds_the_rate_in_the_sparse_case_and_weights_drift(fw):
+    # Kingma & Ba: |step| <= lr (1 - b1) / sqrt(1 - b2) = 3.16 lr for the
+    # default betas, approached by a gradient that was zero until now; a
+    # steady gradient moves the weight by lr at every step.
+    sparse_step, steady_drift = _adam_sparse_and_steady(fw)
+    bound = 0.1 / np.sqrt(0.001)
+    assert 3.0 < sparse_step <= bound * (1 + 1e-4)
+    np.testing.assert_allclose(steady_drift, 5000, rtol=1e-3)
+
+
+def test_chapter_adam_cell_shows_the_sparse_step_and_the_drift():
+    from _chapter import code_cells
+
+    (cell,) = [c for c in code_cells("10") if "sparse_step =" in c]
+    namespace = {"torch": torch}
+    exec(cell, namespace)
+    assert 3.0 < namespace["sparse_step"] < 3.17
+    assert round(namespace["steady_drift"]) == namespace["T"]
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
