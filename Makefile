@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Open MyST .md chapters as notebooks in JupyterLab (jupytext).
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+# ...through the book's contents manager, so that opening one does not mark
+# it modified (explodebook.book.lab).
+LAB_SERVER_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.json
 
 # Keras runs on TensorFlow; silence its C++ log (start-up banner, CPU-dependent
 # "E" lines such as oneDNN's float16 fallback), which notebooks show as stderr.
@@ -38,6 +41,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	mkdir -p $(dir $(LAB_OVERRIDES))
 	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}}}' > $(LAB_OVERRIDES)
+	mkdir -p $(dir $(LAB_SERVER_CONFIG))
+	printf '%s\n' '{"ServerApp": {"contents_manager_class": "explodebook.book.lab.ChapterContentsManager"}}' > $(LAB_SERVER_CONFIG)
 	touch $(STAMP)
 
 venv: $(STAMP)

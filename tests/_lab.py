@@ -61,6 +61,19 @@ def overrides_open_md_as_notebooks() -> bool:
     return viewers.get("markdown") == JUPYTEXT_VIEWERS["markdown"]
 
 
+#: The contents manager `make venv` configures for JupyterLab.
+CONTENTS_MANAGER = "explodebook.book.lab.ChapterContentsManager"
+
+
+def contents_manager_configured() -> bool:
+    """Whether the venv's server configuration (written by `make venv`) selects it."""
+    path = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
+    try:
+        return json.loads(path.read_text())["ServerApp"]["contents_manager_class"] == CONTENTS_MANAGER
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 class LabServer:
     """``jupyter lab`` on 127.0.0.1, in its own process group."""
 
@@ -95,6 +108,9 @@ class LabServer:
             TF_CPP_MIN_LOG_LEVEL=env.get("TF_CPP_MIN_LOG_LEVEL", "3"),
         )
         jupyter = Path(sys.executable).with_name("jupyter")
+        # The book's contents manager (a chapter opens unmodified), as the
+        # venv's server configuration from `make venv` selects it.
+        self.contents_manager_from_makefile = contents_manager_configured()
         cmd = [
             str(jupyter),
             "lab",
@@ -105,6 +121,8 @@ class LabServer:
             f"--ServerApp.token={self.token}",
             f"--ServerApp.root_dir={root}",
         ]
+        if not self.contents_manager_from_makefile:
+            cmd.append(f"--ServerApp.contents_manager_class={CONTENTS_MANAGER}")
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
         self._log = open(self.log_path, "w")
