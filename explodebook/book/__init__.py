@@ -13,6 +13,10 @@ Jupyter Book, MyST-NB, jupytext):
   build's execution cache (``python -m explodebook.book.prebuild``);
 - `explodebook.book.publish`: launch notebooks, the launch branch, the site
   check (``python -m explodebook.book.publish``);
+- `explodebook.book.expressions`: the chapters' inline expressions
+  (``{eval}``), evaluated by the prebuild, rendered by the Sphinx extension;
+- `explodebook.book.lab`: JupyterLab's contents manager for the chapters
+  (``make lab``);
 - ``explodebook.book.sphinxext``: the book's Sphinx extension (``_config.yml``).
 
 Importing ``explodebook.book`` imports none of them.
