@@ -127,3 +127,21 @@ def test_exercise_threshold_between_0_005_and_0_01(framework: str) -> None:
     assert not train(framework, 0.005).diverged
     late = train(framework, 0.01).first_nonfinite_step
     assert late is not None and late > trained(framework, BAD_LR).first_nonfinite_step
+
+
+def test_exercise_scaled_target_keras_stays_finite_pytorch_overflows_later() -> None:
+    # The solution's prose: with the target standardized, the Keras run stays
+    # finite without the "above 1.0 in every layer" sign; PyTorch's still
+    # overflows, later than with the unscaled target.
+    namespace = chapter()
+    unscaled = namespace["ink"], namespace["y_torch"]
+    ink = (unscaled[0] - unscaled[0].mean()) / unscaled[0].std()
+    namespace["ink"], namespace["y_torch"] = ink, torch.from_numpy(ink[:, None])
+    try:
+        scaled = {fw: train(fw, BAD_LR) for fw in FRAMEWORKS}
+    finally:
+        namespace["ink"], namespace["y_torch"] = unscaled
+    assert not scaled["keras"].diverged
+    assert not diagnose(scaled["keras"])["grad_norm_above_1"].present
+    assert scaled["torch"].diverged
+    assert scaled["torch"].first_nonfinite_step > trained("torch", BAD_LR).first_nonfinite_step
