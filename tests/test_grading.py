@@ -297,6 +297,11 @@ def zip_env(tmp_path_factory: pytest.TempPathFactory):
     python = [d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python=")]
     assert python == [f"python={sys.version_info.major}.{sys.version_info.minor}"]
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    # The image takes torch's CPU wheels from PyTorch's index; here (no
+    # internet but the registries) the constraint below pins the machine's
+    # CPU wheel instead.
+    assert pip[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    pip = pip[1:]
     requirements = [r.replace("/autograder/source", str(source)) for r in pip]
     wheel = next(r for r in requirements if r.startswith("explodebook"))
     assert "/files/explodebook-" in wheel and (source / "files").is_dir()

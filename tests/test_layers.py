@@ -21,10 +21,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "explodebook"
 # Subpackages with owners and rules of their own: the book tooling and the
-# coursework. `explodebook.publish` is a shim that re-exports
-# explodebook.book.publish for explodebook.coursework.assignment; it is book
-# tooling too, and goes once the coursework imports explodebook.book itself.
-APART = ("book", "coursework", "publish")
+# coursework.
+APART = ("book", "coursework")
 FRAMEWORKS = ("torch", "tensorflow", "keras", "jax")
 
 

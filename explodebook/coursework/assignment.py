@@ -56,7 +56,8 @@ from explodebook.coursework.myst import (
     split_exercises,
     to_jupyter_markdown,
 )
-from explodebook.publish import Repository, book_config
+from explodebook.book.publish import TORCH_CPU_INDEX, Repository
+from explodebook.book.sources import read_config as book_config
 
 __all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "assign"]
 
@@ -315,14 +316,20 @@ def package_wheel() -> Path | None:
 
 
 def grading_requirements(wheel_name: str | None, install_spec: str) -> list[str]:
-    """What the grading image installs: the package with both frameworks, and the rest."""
+    """What the grading image installs: the package with both frameworks, and the rest.
+
+    PyTorch comes from its index of CPU wheels (``TORCH_CPU_INDEX``): the
+    grading image has no GPU, and PyPI's default build of torch is the
+    multi-GB CUDA one. A ``+cpu`` wheel sorts above the same version on
+    PyPI, so pip takes it.
+    """
     extras = "[torch,keras,widgets]"
     if wheel_name is not None:
         package = f"explodebook{extras} @ file://{AUTOGRADER_SOURCE}/files/{wheel_name}"
     else:  # no wheel: the repository's package, as Colab installs it
         name, _, url = install_spec.partition(" @ ")
         package = f"{name}{extras} @ {url}" if url else f"{install_spec}{extras}"
-    return [package, *EXTRA_REQUIREMENTS]
+    return [f"--extra-index-url {TORCH_CPU_INDEX}", package, *EXTRA_REQUIREMENTS]
 
 
 def _setup_cell(code: str, notebook: str, install_spec: str) -> str:
