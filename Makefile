@@ -15,7 +15,7 @@ LAB_SERVER_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help venv assets book book-student assignment assignments grade test test-fast test-envs wheel lab bench bench-book clean
+.PHONY: help venv assets book book-student assignment assignments grade test test-fast test-envs wheel lab bench bench-book bench-lab clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
@@ -29,6 +29,7 @@ help:
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
 	@echo "make bench      run the benchmarks, write benchmarks/*results.md"
 	@echo "make bench-book time a cold and a warm build of the whole book"
+	@echo "make bench-lab  every chapter in JupyterLab: Run All time, widget response, kernel memory"
 	@echo "make pages      the book ready for GitHub Pages or any static host (_build/html)"
 	@echo "make pages-student  the student edition, the same way"
 	@echo "make notebooks  the chapters as .ipynb (what Colab/Binder open) in _build/notebooks"
@@ -152,6 +153,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/monitor_overhead.py --out benchmarks/monitor_results.md
 	$(BIN)/python benchmarks/threads.py --out benchmarks/threads_results.md
 	$(BIN)/python benchmarks/grading.py --out benchmarks/grading_results.md
+
+# Every chapter in JupyterLab as a learner runs it (tests/test_lab_chapters.py:
+# MyST rendered, every number shown, widget, memory): benchmarks/lab_results.md.
+bench-lab: $(STAMP)
+	EXPLODEBOOK_LAB_CHAPTERS=all $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_lab_chapters.py
+	cp _build/lab-chapters.md benchmarks/lab_results.md
 
 # The whole book, cold (empty cache, chapters in parallel) and warm (after a
 # prose edit), on a copy of the tree: benchmarks/book_results.md.

@@ -48,6 +48,8 @@ __all__ = [
 
 #: A MyST inline expression: ``{eval}`` followed by one backquoted span
 #: (MyST's role syntax; the expression itself contains no backquote).
+#:
+#: :meta hide-value:
 EVAL_ROLE = re.compile(r"\{eval\}`([^`]+)`")
 
 #: The key under which the cache record (and the notebook's Markdown cell
@@ -72,9 +74,9 @@ def metadata_entries(expressions: list[str], reply: Mapping[str, Any]) -> list[d
         reply: the ``user_expressions`` of the ``execute_reply``'s content.
 
     Returns:
-        ``[{"expression": ..., "result": {"status": "ok", "data": ...,
-        "metadata": ...}}, ...]`` (``status: "error"`` with ``ename``,
-        ``evalue`` and ``traceback`` for an expression that raised).
+        One dict per expression, with the keys ``expression`` and ``result``;
+        a result has ``status`` ``"ok"`` and ``data`` and ``metadata``, or
+        ``status`` ``"error"`` and ``ename``, ``evalue`` and ``traceback``.
     """
     return [{"expression": expr, "result": dict(reply.get(str(i), {}))} for i, expr in enumerate(expressions)]
 
