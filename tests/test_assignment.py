@@ -13,6 +13,7 @@ from explodebook.coursework.assignment import (
     IGNORE_TAG,
     Check,
     Question,
+    join_solutions,
     load_questions,
     master_notebook,
 )
@@ -128,6 +129,26 @@ def test_a_chapters_expression_values_come_from_the_execution_cache(tmp_path) ->
     assert expressions.values(expressions.cached_outputs(chapter, book)) == {'f"{loss:.2f}"': "0.33"}
 
 
+def test_code_between_an_exercise_and_its_solution_is_part_of_the_solution() -> None:
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+
+    cells = [
+        new_markdown_cell("Prose.\n\n:::{exercise}\n:label: ex-a\nDo A.\n:::"),
+        new_code_cell("answer_a = compute()  # what the solution quotes"),
+        new_markdown_cell(":::{solution} ex-a\n:class: dropdown\nIt is {eval}`answer_a`.\n:::\n\nMore prose."),
+        new_code_cell("experiment()"),
+        new_markdown_cell(":::{exercise}\n:label: ex-b\nDo B.\n:::\n\n:::{solution} ex-b\nB.\n:::"),
+        new_code_cell("after_b()"),
+    ]
+    joined = join_solutions(cells)
+    assert [c.cell_type for c in joined] == ["markdown", "code", "markdown", "code"]
+    assert "Do A." in joined[0].source and "It is {eval}`answer_a`." in joined[0].source
+    assert [c.source for c in joined if c.cell_type == "code"] == ["experiment()", "after_b()"]
+    assert cells[0].source.endswith("Do A.\n:::")  # the chapter's cells are not changed
+    segments = split_exercises(joined[0].source)
+    assert [s.exercise.label for s in segments if s.exercise] == ["ex-a"]
+
+
 def test_check_cell_calls_the_function_with_its_arguments() -> None:
     cell = Check("def test_x(a, b):\n    assert a == b, 'differ'\n", hidden=False).cell_source()
     assert "hidden: false" in cell
@@ -149,7 +170,14 @@ def test_every_chapter_becomes_a_master_notebook(chapter: str) -> None:
     assert "grader = otter.Notebook" in code[0].source
     assert "from explodebook" in code[0].source
     experiments = [c for c in code if IGNORE_TAG in c.metadata.get("tags", [])]
-    assert len(experiments) == path.read_text().count("```{code-cell}") - 1
+    # every experiment, but the cells that compute a solution's numbers
+    # between an exercise and its solution (they would give the answer away)
+    import jupytext
+
+    cells = jupytext.read(path).cells
+    solving = sum(c.cell_type == "code" for c in cells) - sum(c.cell_type == "code" for c in join_solutions(cells))
+    assert len(experiments) == path.read_text().count("```{code-cell}") - 1 - solving
+    assert "\n".join(c.source for c in experiments).count("BEGIN SOLUTION") == 0
     graded = load_questions(path)
     for label in graded:
         assert f"# BEGIN QUESTION\nname: {label}\npoints:" in "\n".join(sources)

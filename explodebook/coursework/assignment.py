@@ -35,7 +35,9 @@ question says so.
 from __future__ import annotations
 
 import ast
+import copy
 import functools
+import re
 import shutil
 import subprocess
 import sys
@@ -59,7 +61,7 @@ from explodebook.coursework.myst import (
 from explodebook.book.publish import TORCH_CPU_INDEX, Repository
 from explodebook.book.sources import read_config as book_config
 
-__all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "assign"]
+__all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "join_solutions", "assign"]
 
 #: Where each chapter's grading file lives.
 CHECKS_DIR = Path(__file__).with_name("checks")
@@ -419,7 +421,7 @@ def master_notebook(
     seen: set[str] = set()
     first_code = True
     number = 0
-    for cell in source.cells:
+    for cell in join_solutions(source.cells):
         if cell.cell_type == "code":
             code = cell.source
             if first_code:
@@ -454,6 +456,43 @@ def master_notebook(
         language_info={"name": "python"},
     )
     return notebook
+
+
+_EXERCISE_LABEL = re.compile(r"^:{3,}\{exercise\}[^\n]*\n(?::[\w-]+:[^\n]*\n)*?:label:[ \t]*(\S+)", re.M)
+_SOLUTION_OF = re.compile(r"^:{3,}\{solution\}[ \t]*(\S+)", re.M)
+
+
+def join_solutions(cells: list[Any]) -> list[Any]:
+    """The chapter's cells with each solution in the Markdown cell of its exercise.
+
+    A chapter may compute what a solution quotes in a code cell between the
+    exercise and its solution (the book hides it: the page shows the
+    numbers in the solution). That code is part of the solution: it is
+    dropped from the assignment (students would see the answer computed),
+    and the solution joins its exercise's cell. Other cells are unchanged.
+    """
+    out: list[Any] = []
+    waiting: set[str] = set()  # exercises of the last Markdown cell without a solution yet
+    at = -1  # that cell's index in ``out``
+    held: list[Any] = []  # code cells since then
+    for cell in cells:
+        if cell.cell_type != "markdown":
+            (held if waiting else out).append(cell)
+            continue
+        solved = set(_SOLUTION_OF.findall(cell.source))
+        if waiting and solved & waiting:
+            joined = copy.deepcopy(out[at])
+            joined.source = out[at].source.rstrip("\n") + "\n\n" + cell.source
+            out[at] = joined
+            held = []
+            waiting = (waiting - solved) | (set(_EXERCISE_LABEL.findall(cell.source)) - solved)
+            continue
+        out += held
+        held = []
+        out.append(cell)
+        at = len(out) - 1
+        waiting = set(_EXERCISE_LABEL.findall(cell.source)) - solved
+    return out + held
 
 
 def assign(chapter: str | Path, out: str | Path, *, book: str | Path = ".") -> AssignmentFiles:
