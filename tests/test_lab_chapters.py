@@ -215,8 +215,13 @@ def test_chapter_in_jupyterlab(chapter: str, lab, browser) -> None:
             slider = widget.box.locator(".widget-slider").first
             label = slider.locator(".widget-label").inner_text().strip()
             src, _ = widget.image_state()
+            before = widget.value(label)
             t0 = time.perf_counter()
             widget.press(label, "ArrowRight")
+            time.sleep(0.2)
+            if widget.value(label) == before:  # the slider was at its last value
+                t0 = time.perf_counter()
+                widget.press(label, "ArrowLeft")
             widget.wait_new_image(src, LATENCY_BUDGET)
             response = f"{time.perf_counter() - t0:.2f}"
         rows.append(
