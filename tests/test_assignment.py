@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 
 import numpy as np
@@ -176,7 +177,11 @@ def test_every_chapter_becomes_a_master_notebook(chapter: str) -> None:
 
     cells = jupytext.read(path).cells
     solving = sum(c.cell_type == "code" for c in cells) - sum(c.cell_type == "code" for c in join_solutions(cells))
-    assert len(experiments) == path.read_text().count("```{code-cell}") - 1 - solving
+    imports = sum(
+        c.cell_type == "code" and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.parse(c.source).body)
+        for c in cells[1:]
+    ) if cells else 0
+    assert len(experiments) == path.read_text().count("```{code-cell}") - 1 - solving - imports
     assert "\n".join(c.source for c in experiments).count("BEGIN SOLUTION") == 0
     graded = load_questions(path)
     for label in graded:

@@ -428,6 +428,8 @@ def master_notebook(
                 code = code.replace("from myst_nb import glue\n", _GLUE_FALLBACK)
                 cells.append(_code(_setup_cell(code, f"{chapter.stem}.ipynb", install_spec)))
                 first_code = False
+            elif _imports_only(code):  # cheap, and the answers need the names
+                cells.append(_code(code))
             else:
                 cells.append(_code(code, [IGNORE_TAG]))
             continue
@@ -456,6 +458,15 @@ def master_notebook(
         language_info={"name": "python"},
     )
     return notebook
+
+
+def _imports_only(code: str) -> bool:
+    """Whether a code cell only imports (grading runs it: answers use its names)."""
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
 
 
 _EXERCISE_LABEL = re.compile(r"^:{3,}\{exercise\}[^\n]*\n(?::[\w-]+:[^\n]*\n)*?:label:[ \t]*(\S+)", re.M)
