@@ -17,6 +17,8 @@ Jupyter Book, MyST-NB, jupytext):
   (``{eval}``), evaluated by the prebuild, rendered by the Sphinx extension;
 - `explodebook.book.lab`: JupyterLab's contents manager for the chapters
   (``make lab``);
+- `explodebook.book.lint`: a fast check of the chapters' sources
+  (``python -m explodebook.book.lint``);
 - ``explodebook.book.sphinxext``: the book's Sphinx extension (``_config.yml``).
 
 Importing ``explodebook.book`` imports none of them.

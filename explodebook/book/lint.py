@@ -1,0 +1,243 @@
+"""A fast lint of the chapters' sources (no build): length, visible code, figures, references.
+
+``python -m explodebook.book.lint`` prints, per chapter, what a reader's
+page is made of and what breaks the book's rules (issue 18's "keep it
+checked"); ``tests/test_lint.py`` runs the same checks. The rules:
+
+- ``length``: a chapter source over `MAX_LINES` lines (a page a reader
+  finishes in 20-30 minutes);
+- ``long-cell``: a visible code cell (not ``hide-input``, ``hide-cell``,
+  ``remove-input`` or ``remove-cell``) over `MAX_VISIBLE_LINES` lines;
+- ``uncaptioned-figure``: a visible output that draws a figure (the cell
+  creates a matplotlib figure or calls a drawing helper of
+  ``explodebook.plots``) without a caption and a name in its
+  ``mystnb.figure`` metadata;
+- ``numref``: a ``{numref}`` whose target is defined nowhere in the book
+  (figure names, ``(label)=`` targets, ``:label:``/``:name:`` options);
+- ``duplicate-name``: a figure name or label defined twice;
+- ``tab-code``: a ``{code-cell}`` inside a ``tab-set`` (MyST-NB cannot
+  execute it there);
+- ``glue``: ``glue(...)`` or a ``{glue}`` role: numbers reach the prose
+  through ``{eval}`` (`explodebook.book.expressions`).
+
+`ENFORCED` lists the rules the test suite holds every chapter to; the
+others are reported until the chapters are split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENFORCED", "MAX_LINES", "MAX_VISIBLE_LINES", "ChapterReport", "Problem", "lint", "main"]
+
+#: Longest chapter source, in lines.
+MAX_LINES = 700
+#: Longest visible code cell, in lines.
+MAX_VISIBLE_LINES = 20
+#: Rules the test suite enforces today.
+ENFORCED = ("uncaptioned-figure", "numref", "duplicate-name", "tab-code", "glue")
+
+_HIDDEN = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+_NO_OUTPUT = {"remove-output", "remove-cell"}
+# A cell that draws a new figure: pyplot's figure makers, or a drawing helper
+# of the book's package (they create their figure when given no axes).
+_DRAWS = re.compile(
+    r"\bplt\.(subplots|figure|subplot_mosaic)\(|"
+    r"\bplots\.(loss_curve|grad_norm_curve|depth_profile|grad_heatmap|layer_norms|weight_norms|compare)\("
+)
+_NUMREF = re.compile(r"\{numref\}`(?:[^`<]*<)?([^`>]+)>?`")
+_TARGET = re.compile(r"^\(([\w.-]+)\)=\s*$", re.M)
+_OPTION_NAME = re.compile(r"^:(?:name|label):\s*(\S+)\s*$", re.M)
+_TAB_SET = re.compile(r"^(?P<fence>:{3,}|`{3,})\{tab-set\}.*?^(?P=fence)\s*$", re.M | re.S)
+_GLUE = re.compile(r"\{glue(?::\w+)?\}`|\bglue\(")
+
+
+@dataclass
+class Problem:
+    """One broken rule: where, which rule, what."""
+
+    chapter: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.chapter}: [{self.rule}] {self.message}"
+
+
+@dataclass
+class ChapterReport:
+    """What one chapter's page is made of."""
+
+    chapter: str
+    lines: int = 0
+    code_cells: int = 0
+    visible_cells: int = 0
+    visible_over: int = 0
+    visible_lengths: list[int] = field(default_factory=list)
+    figures: int = 0
+    captioned: int = 0
+
+    @property
+    def median_visible(self) -> float:
+        """Median length of the visible code cells, in lines."""
+        values = sorted(self.visible_lengths)
+        if not values:
+            return 0.0
+        mid = len(values) // 2
+        return float(values[mid]) if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _draws(source: str, drawing: set[str]) -> bool:
+    """Whether a cell draws a figure when it runs; adds its drawing functions to ``drawing``.
+
+    A function draws when its body matches `_DRAWS` or calls a drawing
+    function; a cell draws when one of its top-level statements other than
+    a definition or an import does.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython syntax (magics): judge by the text
+        return bool(_DRAWS.search(source))
+
+    def calls_drawing(node: ast.AST) -> bool:
+        if _DRAWS.search(ast.unparse(node)):
+            return True
+        return any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in drawing
+            for n in ast.walk(node)
+        )
+
+    draws = False
+    for statement in tree.body:
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if calls_drawing(statement):
+                drawing.add(statement.name)
+        elif isinstance(statement, (ast.ClassDef, ast.Import, ast.ImportFrom)):
+            continue
+        elif _is_widget(statement):  # explore/scrubber draw into a widget, not a page figure
+            continue
+        elif calls_drawing(statement):
+            draws = True
+    return draws
+
+
+def _is_widget(statement: Any) -> bool:
+    import ast
+
+    value = getattr(statement, "value", None)
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id in ("explore", "scrubber")
+    )
+
+
+def _cells(path: Path) -> list[Any]:
+    import jupytext
+
+    return jupytext.read(path, fmt="md:myst").cells
+
+
+def _names(cell: Any) -> list[str]:
+    figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+    return [figure["name"]] if figure.get("name") else []
+
+
+def lint(chapters: Sequence[str | Path]) -> tuple[list[ChapterReport], list[Problem]]:
+    """Check ``chapters`` (MyST Markdown sources) together: references may cross chapters.
+
+    Returns:
+        one `ChapterReport` per chapter, and every `Problem` found.
+    """
+    reports: list[ChapterReport] = []
+    problems: list[Problem] = []
+    defined: dict[str, str] = {}
+    refs: list[tuple[str, str]] = []
+    for chapter in map(Path, chapters):
+        text = chapter.read_text(encoding="utf-8")
+        name = chapter.stem
+        report = ChapterReport(name, lines=len(text.splitlines()))
+        if report.lines > MAX_LINES:
+            problems.append(Problem(name, "length", f"{report.lines} lines (at most {MAX_LINES})"))
+        for block in _TAB_SET.finditer(text):
+            if "{code-cell}" in block.group(0):
+                problems.append(Problem(name, "tab-code", "a {code-cell} inside a tab-set"))
+        for match in _GLUE.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            problems.append(Problem(name, "glue", f"line {line}: use an {{eval}} expression, not glue"))
+        labels = _TARGET.findall(text) + _OPTION_NAME.findall(text)
+        drawing: set[str] = set()
+        for cell in _cells(chapter):
+            if cell.cell_type == "markdown":
+                refs += [(name, target) for target in _NUMREF.findall(cell.source)]
+                continue
+            if cell.cell_type != "code":
+                continue
+            report.code_cells += 1
+            tags = set(cell.metadata.get("tags") or [])
+            labels += _names(cell)
+            if not tags & _HIDDEN:
+                length = len(cell.source.splitlines())
+                report.visible_cells += 1
+                report.visible_lengths.append(length)
+                if length > MAX_VISIBLE_LINES:
+                    report.visible_over += 1
+                    first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
+                    problems.append(Problem(name, "long-cell", f"{length} visible lines: {first!r}"))
+            if _draws(cell.source, drawing) and not tags & _NO_OUTPUT:
+                report.figures += 1
+                figure = (cell.metadata.get("mystnb") or {}).get("figure") or {}
+                if figure.get("caption") and figure.get("name"):
+                    report.captioned += 1
+                else:
+                    first = cell.source.strip().splitlines()[0][:60]
+                    problems.append(Problem(name, "uncaptioned-figure", f"a figure without caption and name: {first!r}"))
+        for label in labels:
+            if label in defined:
+                problems.append(Problem(name, "duplicate-name", f"{label!r} also defined in {defined[label]}"))
+            defined[label] = name
+        reports.append(report)
+    for chapter, target in refs:
+        if target not in defined:
+            problems.append(Problem(chapter, "numref", f"{{numref}} target {target!r} is defined nowhere"))
+    return reports, problems
+
+
+def table(reports: Sequence[ChapterReport]) -> str:
+    """The reports as a Markdown table."""
+    rows = [
+        "| chapter | lines | code cells | visible | visible > 20 lines | median visible | figures | captioned |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        rows.append(
+            f"| {r.chapter} | {r.lines} | {r.code_cells} | {r.visible_cells} | {r.visible_over} | "
+            f"{r.median_visible:g} | {r.figures} | {r.captioned} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m explodebook.book.lint [chapters...]``; exit 1 on an enforced rule."""
+    parser = argparse.ArgumentParser(prog="python -m explodebook.book.lint", description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", help="chapter sources (default: chapters/*.md)")
+    args = parser.parse_args(argv)
+    chapters = args.chapters or sorted(Path("chapters").glob("*.md"))
+    reports, problems = lint(chapters)
+    print(table(reports))
+    print()
+    for problem in problems:
+        print(("ERROR " if problem.rule in ENFORCED else "note  ") + str(problem))
+    return 1 if any(p.rule in ENFORCED for p in problems) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
