@@ -193,8 +193,6 @@ def test_every_chapter_becomes_a_master_notebook(chapter: str) -> None:
 
 #: Chapters with fewer than two autograded exercises, and why.
 FEW_AUTOGRADED = {
-    # its other solutions use names of the chapter's experiments
-    "chapters/03_how_to_know": 1,
     # every exercise trains the chapter's CNN with helpers of later cells
     "chapters/11_watch_your_model": 0,
 }

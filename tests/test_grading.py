@@ -53,6 +53,7 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
     },
     "03_how_to_know": {
         "ch3-ex-threshold": ("threshold_level, scaled_verdict = 10, 'healthy'", "must be higher"),
+        "ch3-ex-lr": ("lr_max = {'torch': 1.5e-3, 'keras': 1.5e-3}", "the largest rate that trains is smaller"),
     },
     "04_redesign": {
         "rd-ex-layers": ("layers_to_remove = 20", "still above 10"),
