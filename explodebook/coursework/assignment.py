@@ -25,23 +25,23 @@ questions) and runs ``otter assign`` on it, which produces
   checks were written against.
 
 Grading re-executes a submission. So that one notebook grades in seconds,
-only the chapter's first code cell (imports and helpers) and the answer
-cells run when grading; the chapter's experiments carry otter's
-``otter_ignore`` tag. An autograded answer cell must therefore be
-self-contained apart from the names the first cell defines, and the
-question says so.
+only the chapter's first code cell (set-up), its cells that only import,
+and the answer cells run when grading; the chapter's experiments carry
+otter's ``otter_ignore`` tag. An autograded answer cell must therefore be
+self-contained apart from those names, and the question says so (its
+``given`` code repeats what it needs from later cells). Code between an
+exercise and its solution computes what the solution quotes: it is part of
+the solution, and left out (`explodebook.coursework.cells`).
+
+The grading files are read by `explodebook.coursework.questions`; what the
+grading image installs is `explodebook.coursework.packaging`.
 """
 
 from __future__ import annotations
 
 import ast
-import copy
-import functools
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import textwrap
 import zipfile
 from dataclasses import dataclass, field
@@ -58,85 +58,22 @@ from explodebook.coursework.myst import (
     split_exercises,
     to_jupyter_markdown,
 )
-from explodebook.book.publish import TORCH_CPU_INDEX, Repository
+from explodebook.book.publish import Repository
 from explodebook.book.sources import read_config as book_config
+from explodebook.coursework.cells import imports_only, join_solutions
+from explodebook.coursework.packaging import grading_requirements, package_wheel
+from explodebook.coursework.questions import (  # Check, Question: also imported from here
+    MANUAL_POINTS,
+    Check,
+    Question,
+    checks_file,
+    load_questions,
+)
 
-__all__ = ["Check", "Question", "AssignmentFiles", "load_questions", "master_notebook", "join_solutions", "assign"]
+__all__ = ["AssignmentFiles", "master_notebook", "assign"]
 
-#: Where each chapter's grading file lives.
-CHECKS_DIR = Path(__file__).with_name("checks")
 #: Code cells with this tag are skipped when otter grades a notebook.
 IGNORE_TAG = "otter_ignore"
-#: Points of a question graded by hand (an exercise without checks).
-MANUAL_POINTS = 1
-#: Where otter's grading image (and Gradescope) unpacks the autograder zip.
-AUTOGRADER_SOURCE = "/autograder/source"
-#: What the notebooks import besides the package and its own dependencies.
-EXTRA_REQUIREMENTS = ("pandas>=2.1",)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One otter test case: a function whose arguments name notebook variables.
-
-    Attributes:
-        code: the test function's source (``def test_x(answer): assert ...``).
-            It runs in the grader's namespace, not the notebook's: it must
-            import what it uses.
-        hidden: hidden checks run only in the autograder; public ones also
-            run when the student calls ``grader.check``.
-    """
-
-    code: str
-    hidden: bool = True
-
-    def cell_source(self) -> str:
-        """The test cell otter-grader expects: config, the function, its call."""
-        tree = ast.parse(self.code)
-        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-        if len(tree.body) != 1 or not functions:
-            raise ValueError(f"a check must be exactly one function definition, got:\n{self.code}")
-        function = functions[0]
-        args = ", ".join(a.arg for a in function.args.args)
-        config = f'""" # BEGIN TEST CONFIG\nhidden: {str(self.hidden).lower()}\n""" # END TEST CONFIG\n'
-        return f"{config}{self.code.rstrip()}\n\n{function.name}({args})"
-
-
-@dataclass(frozen=True)
-class Question:
-    """An autograded exercise.
-
-    Attributes:
-        label: the chapter exercise's label; also the otter question name.
-        answer: the variable names the answer cell must define.
-        instructions: what to store in those names (Markdown), appended to
-            the exercise's text.
-        checks: the test cases; the question's points are split evenly.
-        points: the question's points.
-        store: assignments appended to the chapter's solution in the
-            reference answer, when the solution prints its answer instead
-            of storing it: they store it in the answer's names, from the
-            solution's own results (assignments only); for a solution in
-            prose, the whole reference; for a guessable answer, the
-            computation behind it that the question also asks for.
-        given: code from the chapter's later cells that the exercise uses
-            (a spec it names, say), put at the top of the answer cell for
-            the student and before the reference: grading runs only the
-            first cell and the answer cells.
-        all_or_nothing: the points only when every check passes (otter's
-            question option): for an answer that could be guessed (a
-            yes/no, a choice) asked together with the computation behind
-            it, so that the form checks give nothing to a guess.
-    """
-
-    label: str
-    answer: tuple[str, ...]
-    instructions: str
-    checks: tuple[Check, ...]
-    points: int = 2
-    store: str = ""
-    given: str = ""
-    all_or_nothing: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,32 +85,6 @@ class AssignmentFiles:
     autograder: Path
     master: Path
     questions: list[str] = field(default_factory=list)
-
-
-def _checks_file(chapter: Path) -> Path:
-    return CHECKS_DIR / f"{chapter.stem}.yml"
-
-
-def load_questions(chapter: str | Path) -> dict[str, Question]:
-    """The autograded questions of a chapter, by exercise label (may be empty)."""
-    path = _checks_file(Path(chapter))
-    if not path.exists():
-        return {}
-    raw = yaml.safe_load(path.read_text()) or {}
-    questions: dict[str, Question] = {}
-    for label, entry in (raw.get("questions") or {}).items():
-        answer = entry["answer"]
-        questions[label] = Question(
-            label=label,
-            answer=tuple([answer] if isinstance(answer, str) else answer),
-            instructions=entry["instructions"].strip(),
-            checks=tuple(Check(c["code"], c.get("hidden", True)) for c in entry["checks"]),
-            points=int(entry.get("points", 2)),
-            store=str(entry.get("store") or "").strip(),
-            given=str(entry.get("given") or "").strip(),
-            all_or_nothing=bool(entry.get("all_or_nothing", False)),
-        )
-    return questions
 
 
 def _assigned_names(code: str) -> set[str]:
@@ -207,7 +118,7 @@ def _reference_code(exercise: Exercise, question: Question, chapter: Path) -> st
         tree = ast.parse(question.store)
         if not all(isinstance(node, (ast.Assign, ast.AnnAssign)) for node in tree.body):
             raise ValueError(
-                f"{_checks_file(chapter).name}: the store of {exercise.label!r} may only assign "
+                f"{checks_file(chapter).name}: the store of {exercise.label!r} may only assign "
                 "the answer's names (the solution's code does the work)"
             )
         code += "\n\n# the answer, stored for grading\n" + question.store
@@ -215,7 +126,7 @@ def _reference_code(exercise: Exercise, question: Question, chapter: Path) -> st
     if missing:
         raise ValueError(
             f"{chapter.name}: the solution of {exercise.label!r} must assign {missing} "
-            f"(the answer names in {_checks_file(chapter).name})"
+            f"(the answer names in {checks_file(chapter).name})"
         )
     return code
 
@@ -293,45 +204,6 @@ except ImportError:  # not building the book: nothing to record
     def glue(name, value, display=True):
         return None
 """
-
-
-@functools.lru_cache(maxsize=None)
-def package_wheel() -> Path | None:
-    """The book's package as a wheel, built once from this checkout (or ``None``).
-
-    ``None`` when the package is not installed from a source tree (a wheel
-    install has no ``pyproject.toml`` to build from) or building fails.
-    """
-    import explodebook
-
-    source = Path(explodebook.__file__).resolve().parents[1]
-    if not (source / "pyproject.toml").is_file():
-        return None
-    out = Path(tempfile.mkdtemp(prefix="explodebook-wheel-"))
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(source)],
-        capture_output=True, text=True,
-    )
-    wheels = sorted(out.glob("explodebook-*.whl"))
-    return wheels[0] if done.returncode == 0 and wheels else None
-
-
-def grading_requirements(wheel_name: str | None, install_spec: str) -> list[str]:
-    """What the grading image installs: the package with both frameworks, and the rest.
-
-    PyTorch comes from its index of CPU wheels (``TORCH_CPU_INDEX``): the
-    grading image has no GPU, and PyPI's default build of torch is the
-    multi-GB CUDA one. A ``+cpu`` wheel sorts above the same version on
-    PyPI, so pip takes it.
-    """
-    extras = "[torch,keras,widgets]"
-    if wheel_name is not None:
-        package = f"explodebook{extras} @ file://{AUTOGRADER_SOURCE}/files/{wheel_name}"
-    else:  # no wheel: the repository's package, as Colab installs it
-        name, _, url = install_spec.partition(" @ ")
-        package = f"{name}{extras} @ {url}" if url else f"{install_spec}{extras}"
-    return [f"--extra-index-url {TORCH_CPU_INDEX}", package, *EXTRA_REQUIREMENTS]
 
 
 def _setup_cell(code: str, notebook: str, install_spec: str) -> str:
@@ -428,7 +300,7 @@ def master_notebook(
                 code = code.replace("from myst_nb import glue\n", _GLUE_FALLBACK)
                 cells.append(_code(_setup_cell(code, f"{chapter.stem}.ipynb", install_spec)))
                 first_code = False
-            elif _imports_only(code):  # cheap, and the answers need the names
+            elif imports_only(code):  # cheap, and the answers need the names
                 cells.append(_code(code))
             else:
                 cells.append(_code(code, [IGNORE_TAG]))
@@ -449,7 +321,7 @@ def master_notebook(
     unknown = sorted(set(questions) - seen)
     if unknown:
         raise ValueError(
-            f"{_checks_file(chapter).name} grades {unknown}, but {chapter.name} has no "
+            f"{checks_file(chapter).name} grades {unknown}, but {chapter.name} has no "
             f"exercise with that label (it has {sorted(seen)})"
         )
     notebook = nbformat.v4.new_notebook(cells=cells)
@@ -458,52 +330,6 @@ def master_notebook(
         language_info={"name": "python"},
     )
     return notebook
-
-
-def _imports_only(code: str) -> bool:
-    """Whether a code cell only imports (grading runs it: answers use its names)."""
-    try:
-        body = ast.parse(code).body
-    except SyntaxError:
-        return False
-    return bool(body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in body)
-
-
-_EXERCISE_LABEL = re.compile(r"^:{3,}\{exercise\}[^\n]*\n(?::[\w-]+:[^\n]*\n)*?:label:[ \t]*(\S+)", re.M)
-_SOLUTION_OF = re.compile(r"^:{3,}\{solution\}[ \t]*(\S+)", re.M)
-
-
-def join_solutions(cells: list[Any]) -> list[Any]:
-    """The chapter's cells with each solution in the Markdown cell of its exercise.
-
-    A chapter may compute what a solution quotes in a code cell between the
-    exercise and its solution (the book hides it: the page shows the
-    numbers in the solution). That code is part of the solution: it is
-    dropped from the assignment (students would see the answer computed),
-    and the solution joins its exercise's cell. Other cells are unchanged.
-    """
-    out: list[Any] = []
-    waiting: set[str] = set()  # exercises of the last Markdown cell without a solution yet
-    at = -1  # that cell's index in ``out``
-    held: list[Any] = []  # code cells since then
-    for cell in cells:
-        if cell.cell_type != "markdown":
-            (held if waiting else out).append(cell)
-            continue
-        solved = set(_SOLUTION_OF.findall(cell.source))
-        if waiting and solved & waiting:
-            joined = copy.deepcopy(out[at])
-            joined.source = out[at].source.rstrip("\n") + "\n\n" + cell.source
-            out[at] = joined
-            held = []
-            waiting = (waiting - solved) | (set(_EXERCISE_LABEL.findall(cell.source)) - solved)
-            continue
-        out += held
-        held = []
-        out.append(cell)
-        at = len(out) - 1
-        waiting = set(_EXERCISE_LABEL.findall(cell.source)) - solved
-    return out + held
 
 
 def assign(chapter: str | Path, out: str | Path, *, book: str | Path = ".") -> AssignmentFiles:

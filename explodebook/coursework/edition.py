@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from explodebook.book.sources import read_config
+
 __all__ = ["student_config", "write_student_config", "STUDENT_SUFFIX"]
 
 #: Appended to the book's title in the student edition.
@@ -84,7 +86,7 @@ def write_student_config(
     source = book / "_config.yml"
     if not source.is_file():
         raise FileNotFoundError(f"no _config.yml in {book.resolve()}: is this the book's directory?")
-    config = yaml.safe_load(source.read_text(encoding="utf-8"))
+    config = read_config(book)  # the one reader of the book's configuration
     target = Path(output) if Path(output).is_absolute() else book / output
     cache = Path(cache_dir) if Path(cache_dir).is_absolute() else book / cache_dir
     target.parent.mkdir(parents=True, exist_ok=True)
