@@ -100,9 +100,10 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
             "RunSpec(global_clipnorm=1.0, l2=l2)",
         ),
         "reg-ex-adam": (
-            "matching_optimizer = 'AdamW'\nadam_penalty_loss ="
-            " run(RunSpec(optimizer='adam', learning_rate=0.01, l2=0.01)).final_loss()",
-            "per-element scaling",
+            # the package's own run copied instead of an AdamW loop
+            "matching_optimizer = 'Adam'\nadamw_losses ="
+            " run(RunSpec(optimizer='adam', learning_rate=0.01, l2=0.01)).loss",
+            "AdamW(weight_decay=0.02) loop",
         ),
     },
     "09_fixes_compared": {

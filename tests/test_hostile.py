@@ -464,7 +464,7 @@ GUESSES = {
         "reg-ex-adam": [
             {"matching_optimizer": "Adam"},
             {"matching_optimizer": "AdamW"},
-            {"matching_optimizer": "Adam", "adam_penalty_loss": 12.0},  # of the right size
+            {"matching_optimizer": "Adam", "adamw_losses": [12.0] * 1600},  # of the right size
         ],
     },
 }
