@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Iterator
 from types import ModuleType
 
-__all__ = ["import_torch", "import_tensorflow", "guard_triton", "TritonHiddenWarning"]
+__all__ = ["import_torch", "import_tensorflow", "guard_triton", "torch_threads", "TritonHiddenWarning"]
 
 
 class TritonHiddenWarning(RuntimeWarning):
@@ -96,6 +96,27 @@ def import_torch() -> ModuleType:
         except ImportError:
             pass
     return torch
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = 1) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``count`` inside the block, restored after.
+
+    The book's networks are tiny: splitting a 25-unit matmul across cores
+    costs more in synchronisation than it saves (much more when another
+    process is busy), so runs and checks train on one thread. Without
+    PyTorch installed, the block runs unchanged.
+    """
+    if "torch" not in sys.modules and not _installed("torch"):
+        yield
+        return
+    torch = import_torch()
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def import_tensorflow() -> tuple[ModuleType, ModuleType]:

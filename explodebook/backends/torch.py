@@ -12,12 +12,11 @@ importable from here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 
-from explodebook.frameworks import import_torch
+from explodebook.frameworks import import_torch, torch_threads
 
 # torch, and triton when installed, before TensorFlow can be (see
 # explodebook.frameworks): this makes a reader's later TensorFlow import safe.
@@ -178,19 +177,6 @@ def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch._utils._flatten_dense_tensors(tensors)
 
 
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    # These networks are tiny: splitting a 25-unit matmul across cores
-    # costs more in synchronisation than it saves (and much more when
-    # another process is busy), so train on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run(
     spec: RunSpec, *, max_seconds: float | None = budget.DEFAULT, progress: bool | None = None
 ) -> Trace:
@@ -245,7 +231,7 @@ def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
     check_every = max(1, int(budget.CHECK_SECONDS / budget.step_seconds(spec, "torch")))
     block = max(1, min(GATHER_STEPS, GATHER_BYTES // (X[0].nbytes * spec.batch_size), check_every))
     loop = TrainingLoop(spec, "torch", plan)
-    with _single_thread(), loop.running() as stop:
+    with torch_threads(1), loop.running() as stop:
         for step in range(spec.steps):
             if step % block == 0:
                 if stop.requested:

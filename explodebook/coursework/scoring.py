@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,26 +34,15 @@ MESSAGE_CHARS = 600
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-@contextlib.contextmanager
-def _like_the_runner() -> Iterator[None]:
+def _like_the_runner() -> contextlib.AbstractContextManager[None]:
     """PyTorch on one thread while checks run, as in the notebooks (setup()).
 
     A check that re-runs a seeded run then computes it as the notebook did:
     the same reductions in the same order, the same numbers.
     """
-    try:
-        from explodebook.frameworks import import_torch
+    from explodebook.frameworks import torch_threads
 
-        torch = import_torch()
-    except Exception:  # noqa: BLE001 - no PyTorch: nothing to set
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(1)
 
 
 class NoChecksError(ValueError):
