@@ -46,8 +46,8 @@ __all__ = [
     "values",
 ]
 
-#: A MyST inline expression: ``{eval}`` followed by one backquoted span
-#: (MyST's role syntax; the expression itself contains no backquote).
+#: Finds a MyST inline expression, ``{eval}`` followed by one backquoted
+#: span (MyST's role syntax; the expression itself has no backquote).
 #:
 #: :meta hide-value:
 EVAL_ROLE = re.compile(r"\{eval\}`([^`]+)`")
