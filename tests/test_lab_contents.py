@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jupytext
@@ -37,7 +38,10 @@ def test_the_contents_manager_opens_a_chapter_with_it_and_saves_it_unchanged(tmp
         await manager.save({"type": "notebook", "format": "json", "content": model["content"]}, chapter.name)
         return model
 
-    model = asyncio.run(round_trip())
+    # In a thread of its own: an event loop of the browser tests may be
+    # running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        model = pool.submit(asyncio.run, round_trip()).result()
     assert model["content"]["metadata"]["language_info"] == kernel_language_info()
     assert (tmp_path / chapter.name).read_text() == chapter.read_text()  # language_info not written
     assert jupytext.read(tmp_path / chapter.name).metadata.get("language_info") is None
