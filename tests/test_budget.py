@@ -435,6 +435,22 @@ def test_a_missing_tqdm_means_no_bar(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- Ctrl-C ---------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _ctrl_c_is_delivered() -> Iterator[None]:
+    """Ctrl-C reaches Python as at a terminal, whatever the test process inherited.
+
+    A shell starts a background job (``make test &``, a CI script run
+    with ``&``) with SIGINT ignored, and Python then leaves it ignored: the
+    presses these tests simulate would never arrive.
+    """
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _ctrl_c_after(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, calls: int,
                   presses: int = 1) -> None:  # fmt: skip
     """Press Ctrl-C (SIGINT to this process) ``presses`` times during the
