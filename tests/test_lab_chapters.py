@@ -76,6 +76,11 @@ _STATE = """() => {
 }"""
 
 
+# Opening a <details> fires its toggle event, as a click on its summary does.
+_OPEN_DROPDOWNS = """() => document.querySelectorAll('.jp-MarkdownCell details.myst-dropdown:not([open])')
+    .forEach(d => { d.open = true; })"""
+
+
 def _source_counts(path: Path) -> dict[str, int]:
     """What the chapter's Markdown holds, to compare with what Lab rendered."""
     import jupytext
@@ -179,19 +184,18 @@ def test_chapter_in_jupyterlab(chapter: str, lab, browser) -> None:
         ran = page.run_all(RUN_BUDGET)
         first = page.page.evaluate("() => window.__ebFirst")
         peak = _kernel_peak_mib(server)
-        # Open every dropdown (answers, solutions): their content is rendered
-        # only when open.
-        headers = page.page.locator(".jp-MarkdownCell .myst-dropdown-header")
-        for i in range(headers.count()):
-            headers.nth(i).scroll_into_view_if_needed()
-            headers.nth(i).click()
         # jupyterlab-myst evaluates a Markdown cell's expressions when Run All
-        # reaches it: wait until every expression shows a value.
+        # reaches it: wait until every expression shows a value. Open every
+        # dropdown (answers, solutions; their content is rendered only when
+        # open) on each pass: a cell that receives its values is rendered
+        # again, which replaces its dropdowns with closed ones (clicking a
+        # header found before that failed with "not attached to the DOM").
         deadline = time.perf_counter() + 60
         while True:
+            page.page.evaluate(_OPEN_DROPDOWNS)
             state = page.page.evaluate(_STATE)
             unevaluated = sorted(set(state["code"]) & expected_expressions)
-            done = not unevaluated
+            done = not unevaluated and all(state["dropdowns"])
             if done or time.perf_counter() > deadline:
                 break
             time.sleep(1)
