@@ -30,8 +30,8 @@ _CELL = re.compile(r"```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
 
 
 def code_cells(chapter: str) -> list[str]:
-    """The code cells of ``chapters/<chapter>*.md``, without their option lines."""
-    (path,) = CHAPTERS.glob(f"{chapter}*.md")
+    """The code cells of ``chapters/<chapter>_*.md``, without their option lines."""
+    (path,) = CHAPTERS.glob(f"{chapter}_*.md")
     cells = []
     for match in _CELL.finditer(path.read_text()):
         lines = match.group(1).splitlines()
@@ -51,7 +51,7 @@ def run_cells(chapter: str, through: str) -> dict[str, Any]:
     Returns:
         the namespace the cells ran in.
     """
-    (path,) = CHAPTERS.glob(f"{chapter}*.md")
+    (path,) = CHAPTERS.glob(f"{chapter}_*.md")
     cells = jupytext.read(path, fmt="md:myst").cells
     last = next((i for i, c in enumerate(cells) if c.cell_type == "code" and through in c.source), None)
     if last is None:

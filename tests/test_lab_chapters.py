@@ -47,7 +47,7 @@ pytestmark = pytest.mark.book
 
 ALL = sorted(p.name for p in (ROOT / "chapters").glob("*.md"))
 _WANTED = os.environ.get("EXPLODEBOOK_LAB_CHAPTERS", "01,03,07")
-CHAPTERS = ALL if _WANTED == "all" else [c for c in ALL if c[:2] in _WANTED.split(",")]
+CHAPTERS = ALL if _WANTED == "all" else [c for c in ALL if c.split("_")[0] in _WANTED.split(",")]
 #: Seconds for Run All of one chapter (kernel start included), on a loaded machine.
 RUN_BUDGET = float(os.environ.get("EXPLODEBOOK_LAB_RUN_BUDGET", "900"))
 #: The most memory a chapter's kernel may use (instructors size JupyterHub/Binder by it).
@@ -153,7 +153,7 @@ def lab() -> Iterator[tuple[LabServer, Path, list[str]]]:
         print("\n" + "\n".join(table))
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c[:2])
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.split("_")[0])
 def test_chapter_in_jupyterlab(chapter: str, lab, browser) -> None:
     import jupytext
 
@@ -167,7 +167,7 @@ def test_chapter_in_jupyterlab(chapter: str, lab, browser) -> None:
     explore_cell = next(
         (i for i, c in enumerate(cells) if c.cell_type == "code" and is_explore_cell(c.source)), None
     )
-    page = LabPage(browser, server, copy, workspace=f"chapter-{chapter[:2]}")
+    page = LabPage(browser, server, copy, workspace=f"chapter-{chapter.split('_')[0]}")
     try:
         page.wait_for_kernel()
         state = page.page.evaluate(_STATE)
@@ -237,7 +237,7 @@ def test_chapter_in_jupyterlab(chapter: str, lab, browser) -> None:
         assert source.read_text() == copy.read_text()  # nothing saved
     except BaseException:
         FAILURES.mkdir(parents=True, exist_ok=True)
-        page.page.screenshot(path=str(FAILURES / f"lab-chapter-{chapter[:2]}.png"), full_page=True)
+        page.page.screenshot(path=str(FAILURES / f"lab-chapter-{chapter.split('_')[0]}.png"), full_page=True)
         raise
     finally:
         page.page.close()
