@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from explodebook.book.lint import ENFORCED, lint
+from explodebook.book.lint import ENFORCED, book_pages, lint
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "chapters").glob("*.md"))
+CHAPTERS = book_pages(ROOT)
 
 HEADER = (
     "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
@@ -43,8 +43,15 @@ def test_every_chapter_keeps_the_enforced_rules() -> None:
         ("The loss is {glue:text}`loss:.2f`.\n", "glue"),
         ("```{code-cell} ipython3\n" + "x = 1\n" * 21 + "```\n", "long-cell"),
         ("text\n" * 701, "length"),
+        (":::{exercise}\n:label: t-ex\nDo it.\n:::\n", "difficulty"),
+        (":::{exercise} Hard\n:label: t-ex\nDo it.\n:::\n", "difficulty"),
+        (":::{exercise} ★★★★\n:label: t-ex\nDo it.\n:::\n", "difficulty"),
+        ("```{code-cell} ipython3\nexplore(a)\n```\n\n```{code-cell} ipython3\nexplore(b)\n```\n", "widgets"),
+        ("```{code-cell} ipython3\nscrubber(a)\nscrubber(b)\n```\n", "widgets"),
+        (FIGURE.replace("fig-t-ok", "fig-t-alone"), "unreferenced-figure"),
     ],
-    ids=["figure", "figure-via-function", "numref", "numref-titled", "duplicate", "tab-code", "glue", "long-cell", "length"],
+    ids=["figure", "figure-via-function", "numref", "numref-titled", "duplicate", "tab-code", "glue", "long-cell",
+         "length", "no-difficulty", "words-not-stars", "four-stars", "two-explore", "two-scrubbers", "unreferenced"],
 )
 def test_each_rule_catches_what_it_names(tmp_path: Path, body: str, rule: str) -> None:
     chapter = tmp_path / "c.md"
@@ -62,8 +69,13 @@ def test_what_is_not_a_problem(tmp_path: Path) -> None:
         "```{code-cell} ipython3\ndef draw():\n    return plt.subplots()\n```\n\n"
         "```{code-cell} ipython3\n:tags: [hide-input]\n\n" + "x = 1\n" * 30 + "```\n\n"
         "```{code-cell} ipython3\n:tags: [remove-output]\n\nplt.subplots()\n```\n"
+        # one widget of each kind; exercises rated, with or without words after the stars
+        "```{code-cell} ipython3\nscrubber(trace)\n```\n\n"
+        ":::{exercise} ★\n:label: t-ex-1\nDo it.\n:::\n\n"
+        ":::{exercise} ★★★ Predict, then run\n:label: t-ex-2\nDo it.\n:::\n"
     )
     reports, problems = lint([chapter])
     assert problems == []
     (report,) = reports
-    assert (report.figures, report.captioned, report.visible_cells) == (1, 1, 3)
+    assert (report.figures, report.captioned, report.visible_cells) == (1, 1, 4)
+    assert (report.exercises, report.rated) == (2, 2)

@@ -18,7 +18,13 @@ checked"); ``tests/test_lint.py`` runs the same checks. The rules:
 - ``tab-code``: a ``{code-cell}`` inside a ``tab-set`` (MyST-NB cannot
   execute it there);
 - ``glue``: ``glue(...)`` or a ``{glue}`` role: numbers reach the prose
-  through ``{eval}`` (`explodebook.book.expressions`).
+  through ``{eval}`` (`explodebook.book.expressions`);
+- ``difficulty``: an ``{exercise}`` without a difficulty (★, ★★ or ★★★) at
+  the start of its title;
+- ``widgets``: more than one live ``explore`` widget, or more than one
+  ``scrubber``, on one page (a section is a page);
+- ``unreferenced-figure``: a figure whose name no ``{numref}`` of the book
+  cites (the prose refers to a figure by number, never "the figure above").
 
 `ENFORCED` lists the rules the test suite holds every chapter to; the
 others are reported until the chapters are split.
@@ -34,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENFORCED", "MAX_LINES", "MAX_VISIBLE_LINES", "ChapterReport", "Problem", "lint", "main"]
+__all__ = [
+    "ENFORCED", "MAX_LINES", "MAX_VISIBLE_LINES", "ChapterReport", "Problem", "book_pages", "lint", "main",
+]
 
 #: Longest chapter source, in lines.
 MAX_LINES = 700
@@ -56,6 +64,8 @@ _TARGET = re.compile(r"^\(([\w.-]+)\)=\s*$", re.M)
 _OPTION_NAME = re.compile(r"^:(?:name|label):\s*(\S+)\s*$", re.M)
 _TAB_SET = re.compile(r"^(?P<fence>:{3,}|`{3,})\{tab-set\}.*?^(?P=fence)\s*$", re.M | re.S)
 _GLUE = re.compile(r"\{glue(?::\w+)?\}`|\bglue\(")
+_EXERCISE = re.compile(r"^:{3,}\{exercise\}(?P<title>[^\n]*)$", re.M)
+_DIFFICULTY = re.compile(r"^\s*(★{1,3})(?!★)")
 
 
 @dataclass
@@ -82,6 +92,8 @@ class ChapterReport:
     visible_lengths: list[int] = field(default_factory=list)
     figures: int = 0
     captioned: int = 0
+    exercises: int = 0
+    rated: int = 0
 
     @property
     def median_visible(self) -> float:
@@ -161,6 +173,7 @@ def lint(chapters: Sequence[str | Path]) -> tuple[list[ChapterReport], list[Prob
     problems: list[Problem] = []
     defined: dict[str, str] = {}
     refs: list[tuple[str, str]] = []
+    figures: list[str] = []
     for chapter in map(Path, chapters):
         text = chapter.read_text(encoding="utf-8")
         name = chapter.stem
@@ -173,8 +186,16 @@ def lint(chapters: Sequence[str | Path]) -> tuple[list[ChapterReport], list[Prob
         for match in _GLUE.finditer(text):
             line = text.count("\n", 0, match.start()) + 1
             problems.append(Problem(name, "glue", f"line {line}: use an {{eval}} expression, not glue"))
+        for match in _EXERCISE.finditer(text):
+            report.exercises += 1
+            if _DIFFICULTY.match(match.group("title")):
+                report.rated += 1
+            else:
+                line = text.count("\n", 0, match.start()) + 1
+                problems.append(Problem(name, "difficulty", f"line {line}: an exercise without ★, ★★ or ★★★"))
         labels = _TARGET.findall(text) + _OPTION_NAME.findall(text)
         drawing: set[str] = set()
+        widgets = {"explore": 0, "scrubber": 0}
         for cell in _cells(chapter):
             if cell.cell_type == "markdown":
                 refs += [(name, target) for target in _NUMREF.findall(cell.source)]
@@ -184,6 +205,9 @@ def lint(chapters: Sequence[str | Path]) -> tuple[list[ChapterReport], list[Prob
             report.code_cells += 1
             tags = set(cell.metadata.get("tags") or [])
             labels += _names(cell)
+            figures += _names(cell)
+            for kind in widgets:
+                widgets[kind] += len(re.findall(rf"^{kind}\(", cell.source, re.M))
             if not tags & _HIDDEN:
                 length = len(cell.source.splitlines())
                 report.visible_cells += 1
@@ -200,6 +224,9 @@ def lint(chapters: Sequence[str | Path]) -> tuple[list[ChapterReport], list[Prob
                 else:
                     first = cell.source.strip().splitlines()[0][:60]
                     problems.append(Problem(name, "uncaptioned-figure", f"a figure without caption and name: {first!r}"))
+        for kind, count in widgets.items():
+            if count > 1:
+                problems.append(Problem(name, "widgets", f"{count} {kind} widgets on one page (at most 1)"))
         for label in labels:
             if label in defined:
                 problems.append(Problem(name, "duplicate-name", f"{label!r} also defined in {defined[label]}"))
@@ -208,19 +235,33 @@ def lint(chapters: Sequence[str | Path]) -> tuple[list[ChapterReport], list[Prob
     for chapter, target in refs:
         if target not in defined:
             problems.append(Problem(chapter, "numref", f"{{numref}} target {target!r} is defined nowhere"))
+    cited = {target for _, target in refs}
+    for figure in figures:
+        if figure not in cited:
+            problems.append(Problem(defined.get(figure, "?"), "unreferenced-figure",
+                                    f"no {{numref}} cites figure {figure!r}"))
     return reports, problems
+
+
+def book_pages(book: str | Path = ".") -> list[Path]:
+    """The toc's MyST Markdown pages (the ones with code or prose to lint), in toc order."""
+    from explodebook.book.sources import toc_pages
+
+    root = Path(book)
+    return [root / f"{page}.md" for page in toc_pages(root) if (root / f"{page}.md").is_file()]
 
 
 def table(reports: Sequence[ChapterReport]) -> str:
     """The reports as a Markdown table."""
     rows = [
-        "| chapter | lines | code cells | visible | visible > 20 lines | median visible | figures | captioned |",
-        "|---|---|---|---|---|---|---|---|",
+        "| page | lines | code cells | visible | visible > 20 lines | median visible | figures | captioned"
+        " | exercises | with ★ |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         rows.append(
             f"| {r.chapter} | {r.lines} | {r.code_cells} | {r.visible_cells} | {r.visible_over} | "
-            f"{r.median_visible:g} | {r.figures} | {r.captioned} |"
+            f"{r.median_visible:g} | {r.figures} | {r.captioned} | {r.exercises} | {r.rated} |"
         )
     return "\n".join(rows)
 
@@ -228,9 +269,9 @@ def table(reports: Sequence[ChapterReport]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m explodebook.book.lint [chapters...]``; exit 1 on an enforced rule."""
     parser = argparse.ArgumentParser(prog="python -m explodebook.book.lint", description=__doc__.splitlines()[0])
-    parser.add_argument("chapters", nargs="*", help="chapter sources (default: chapters/*.md)")
+    parser.add_argument("chapters", nargs="*", help="page sources (default: the toc's Markdown pages)")
     args = parser.parse_args(argv)
-    chapters = args.chapters or sorted(Path("chapters").glob("*.md"))
+    chapters = args.chapters or book_pages()
     reports, problems = lint(chapters)
     print(table(reports))
     print()
