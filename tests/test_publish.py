@@ -23,7 +23,11 @@ from explodebook.book import publish, sphinxext
 from explodebook.book.sources import Book
 
 BOOK = Book.load(ROOT)
-CHAPTERS = [name for name in toc_files() if name.startswith("chapters/")]
+# Every executable page (a MyST notebook: its front matter names a kernel).
+CHAPTERS = [
+    name for name in toc_files()
+    if (ROOT / f"{name}.md").is_file() and "\nkernelspec:" in (ROOT / f"{name}.md").read_text().split("\n---", 1)[0]
+]
 CONFIG = BOOK.config
 REPOSITORY = publish.Repository.from_config(CONFIG)
 

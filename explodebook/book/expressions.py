@@ -33,6 +33,7 @@ from nbclient import NotebookClient
 
 __all__ = [
     "EVAL_ROLE",
+    "fill",
     "ExpressionClient",
     "all_expressions",
     "cached_outputs",
@@ -178,13 +179,12 @@ def substitute(markdown: str, outputs: Mapping[str, Mapping[str, Any]]) -> str:
     For renderers that know no MyST (Colab, a plain Markdown viewer): the
     values are the book's, from the same seeded run.
     """
+    return fill(markdown, values(outputs))
 
-    def replace(match: re.Match[str]) -> str:
-        result = outputs.get(match.group(1))
-        text = plain_text(result) if result is not None else None
-        return match.group(0) if text is None else text
 
-    return EVAL_ROLE.sub(replace, markdown)
+def fill(markdown: str, texts: Mapping[str, str]) -> str:
+    """``markdown`` with every ``{eval}`` found in ``texts`` (expression -> text) replaced by its text."""
+    return EVAL_ROLE.sub(lambda match: texts.get(match.group(1), match.group(0)), markdown)
 
 
 def all_expressions(cells: Iterable[Any]) -> list[str]:

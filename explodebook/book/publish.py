@@ -188,15 +188,13 @@ def chapter_notebook(
     """
     import jupytext
 
-    from explodebook.book.expressions import EVAL_ROLE
-
     notebook = jupytext.read(Path(source), fmt="md:myst")
     notebook.metadata.pop("jupytext", None)
     notebook.metadata.setdefault("language_info", {"name": "python"})
     if values:
         for cell in notebook.cells:
             if cell.cell_type == "markdown":
-                cell.source = EVAL_ROLE.sub(lambda m: values.get(m.group(1), m.group(0)), cell.source)
+                cell.source = expressions.fill(cell.source, values)
     if repository is not None:
         uses_myst_nb = any("myst_nb" in c.source for c in notebook.cells if c.cell_type == "code")
         notebook.cells.insert(0, setup_cell(repository, myst_nb=uses_myst_nb))
