@@ -172,9 +172,32 @@ def test_an_overflowing_norm_zeroes_in_pytorch_and_nans_in_keras() -> None:
 def test_the_prose_numbers_come_from_the_runs() -> None:
     # Every {eval} of the chapter evaluates (run_cells raises otherwise), and
     # the ones that carry a claim say what the runs did.
-    chapter = run_cells("07", through="huge = [np.full")
+    chapter = run_cells("07", through="diagnose(run(defaults")
     shown = chapter["_shown"]
     assert shown['base_stop["torch"]'] == shown['base_stop["keras"]'] == 8
-    assert shown["diverged_rates"] == "0.3 and 1"
     assert chapter["min_share"] > 99
     assert chapter["keras2_gap"]["global"] < 1e-5
+    # Its section on the threshold (07a), a page of its own.
+    section = run_cells("07a", through="huge = [np.full")
+    assert section["_shown"]["diverged_rates"] == "0.3 and 1"
+
+
+def test_a_clipped_step_stays_below_the_momentum_bound() -> None:
+    # The derivation exercise's bound eta * c / (1 - beta), and the page's
+    # own measurement of the tutorial's rescue: every step is below it.
+    chapter = run_cells("07", through="longest_step = max(")
+    assert chapter["bound"] == pytest.approx(0.1)
+    assert 0 < chapter["longest_step"] <= chapter["bound"]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_clipping_at_the_median_norm_clips_nearly_every_step(framework: str) -> None:
+    # The predict-then-run exercise of section 7.1: the median of the
+    # unclipped run's norms (PyTorch's, as the page uses) does not clip half
+    # of the steps of the clipped run, and the clipped run fits worse.
+    slow = CLASSIC.replace(learning_rate=1e-3)
+    unclipped = run(slow, framework)
+    median = float(np.median(run(slow).grad_norm_total))
+    clipped = run(slow.replace(global_clipnorm=median), framework)
+    assert fraction_clipped(clipped) > 0.9
+    assert clipped.final_loss() > 3 * unclipped.final_loss()

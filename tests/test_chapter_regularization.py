@@ -118,3 +118,26 @@ def test_the_prose_claims_only_what_is_checked() -> None:
     # "The strongest penalty only makes its curve lag": it still explodes.
     strongest = chapter["classic_runs"]["l2 = 10", "torch"]
     assert strongest.grad_norm_total[7] > 1e6 * strongest.grad_norm_total[0]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_penalty_past_the_momentum_limit_stops_the_run_earlier(framework: str) -> None:
+    # The predict-then-run exercise: SGD with momentum 0.9 at eta = 0.01 is
+    # stable on the penalty alone only for l2 < (1 + beta) / eta = 190.
+    from explodebook.metrics import total_weight_norm
+
+    assert run(CLASSIC.replace(l2=100.0), framework).first_nonfinite_step > 8
+    beyond = run(CLASSIC.replace(l2=200.0), framework)
+    assert beyond.first_nonfinite_step < 8
+    # The first step multiplies the kernels by 1 - 2 * eta * l2 = -3.
+    norms = total_weight_norm(beyond)
+    assert 2.5 < norms[1] / norms[0] < 3.5
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_clipping_at_the_typical_norm_beats_the_penalty_on_the_edge_run(framework: str) -> None:
+    clipped = run(EDGE.replace(global_clipnorm=100.0), framework)
+    assert not clipped.diverged
+    assert clipped.final_loss() < 0.01 * run(EDGE.replace(l2=1.0), framework).final_loss()
+    # The solution shows it next to the smaller learning rate without a penalty: below it.
+    assert clipped.final_loss() < run(CLASSIC.replace(learning_rate=1e-3), framework).final_loss()

@@ -79,6 +79,10 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
             "bound_clipnorm, bound_clipvalue, bound_global = 1.0, 0.5, 1.0",
             "each variable",
         ),
+        "clip-ex-momentum": ("step_bound = 0.01 * 1.0", "without momentum"),
+    },
+    "07a_choosing_the_threshold": {
+        "clip-ex-median": ("share_at_median = 0.5", "is not the share of steps clipped"),
         "clip-ex-product": (
             "relative_gap = {'global_clipnorm': 0.5, 'clipnorm': 0.5}",
             "should coincide",
@@ -91,10 +95,7 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
         ),
     },
     "08_weight_regularization": {
-        "reg-ex-decay": (
-            "halving_mlp = np.log(2) / (0.0015 * 1.0)\nhalving_rnn = np.log(2) / (0.1 * 0.1)",
-            "2 * l2 * W, not l2 * W",
-        ),
+        "reg-ex-overshoot": ("stops = {100.0: 8, 200.0: 8}", "first goes non-finite"),
         "reg-ex-where": (
             "final_loss_by_l2 = {0.0: [2.4, 2.4], 0.01: [9.0, 9.0], 0.1: [1.0, 1.0]}",
             "RunSpec(global_clipnorm=1.0, l2=l2)",
@@ -104,6 +105,16 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
             "matching_optimizer = 'Adam'\nadamw_losses ="
             " run(RunSpec(optimizer='adam', learning_rate=0.01, l2=0.01)).loss",
             "AdamW(weight_decay=0.02) loop",
+        ),
+    },
+    "08a_where_regularization_helps": {
+        "reg-ex-clip-edge": (
+            "edge_final = {'l2 = 1': 0.09, 'global_clipnorm = 100': 800.0}",
+            "is not where that run ends",
+        ),
+        "reg-ex-decay": (
+            "halving_mlp = np.log(2) / (0.0015 * 1.0)\nhalving_rnn = np.log(2) / (0.1 * 0.1)",
+            "2 * l2 * W, not l2 * W",
         ),
     },
     "09_fixes_compared": {

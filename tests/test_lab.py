@@ -104,7 +104,7 @@ CASES = [
     ),
     Case(
         name="clipping",
-        chapter="07_gradient_clipping.md",
+        chapter="07a_choosing_the_threshold.md",
         control="global_clipnorm",
         key="ArrowRight",
         invalid_cell=(
