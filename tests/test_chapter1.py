@@ -78,3 +78,36 @@ def test_the_rnn_table_is_at_initialization() -> None:
     assert all(t.steps_run == 1 for traces in ns["rnn_sweep"].traces.values() for t in traces)
     shown = ns["_shown"]
     assert shown['diverged["torch"]'] == ns["diverged"]["torch"] <= 3
+
+
+def test_homogeneity_of_the_derivation_exercise() -> None:
+    # ch1-ex-homogeneous: zero biases and an unscaled output layer, so scaling
+    # the L hidden matrices by s scales the output by s**L and the output's
+    # gradient with respect to W1 by s**(L-1), exactly (up to float32).
+    import torch
+
+    from explodebook.backends import torch as torch_backend
+
+    depth, s = 6, 1.5
+    x = torch.randn(16, 20, generator=torch.Generator().manual_seed(0))
+
+    def output_and_grad(scale: float):
+        net = torch_backend.build(RunSpec(depth=depth, width=32, init_scale=scale))
+        out = net(x).sum()
+        first = next(m for m in net if isinstance(m, torch.nn.Linear))
+        out.backward()
+        return out.item(), first.weight.grad.clone()
+
+    f1, g1 = output_and_grad(1.0)
+    fs, gs = output_and_grad(s)
+    assert np.isclose(fs, s**depth * f1, rtol=1e-4)
+    assert torch.allclose(gs, s ** (depth - 1) * g1, rtol=1e-4, atol=1e-6)
+
+
+def test_exercise_solutions_quote_the_runs() -> None:
+    ns = run_cells("01", "boundary_growth =")
+    assert ns["largest_stable"] == {"torch": 1.1, "keras": 1.1}
+    assert ns["boundary_scales"][ns["above"]] == 1.15
+    assert ns["boundary_growth"] > 5  # "ten layers compound it"
+    assert (ns["product_within"].min(), ns["product_within"].max()) == (0.56, 0.6)
+    assert ns["product_closest"] == 0.58

@@ -148,3 +148,20 @@ def test_own_run_solution_only_the_right_scale_trains():
             assert not found[name][fw].finite, (name, fw)
         for name in ("tanh", "clip"):
             assert found[name][fw].finite and not found[name][fw].trained, (name, fw)
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_step_bound_solution_clipped_steps_stay_within_eta_c_over_one_minus_beta(fw):
+    import numpy as np
+
+    from explodebook import run
+
+    for spec in (MLP_BASE, RNN_BASE):
+        trace = run(spec.replace(global_clipnorm=1.0), fw)
+        bound = spec.learning_rate * 1.0 / (1 - spec.momentum)
+        # the change of the layers' norms is a lower bound on the step's size
+        change = np.sqrt((np.diff(trace.weight_norms, axis=0) ** 2).sum(axis=1))
+        assert change.max() <= bound * (1 + 1e-4), (spec, change.max(), bound)
+    # on the MLP the bound is nearly reached: "below the bound and not far from it"
+    mlp = run(MLP_BASE.replace(global_clipnorm=1.0), fw)
+    assert np.sqrt((np.diff(mlp.weight_norms, axis=0) ** 2).sum(axis=1)).max() > 0.5 * 0.1

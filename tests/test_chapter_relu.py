@@ -104,3 +104,29 @@ def test_he_fan_in_keeps_the_backward_signal_between_equal_widths() -> None:
         g = theory.mlp_backprop_norms(20, 32, 1.0, "relu", "he", seed=seed).hidden_grad_norms
         ratios.append(np.log(g[0] / g[-1]))
     assert abs(np.mean(ratios)) < np.log(2)
+
+
+def test_exercise_solutions_quote_the_runs() -> None:
+    import math
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _chapter import run_cells
+
+    ns = run_cells("05", "lr_loss =")
+    # relu-ex-he: one drawn He-uniform layer keeps the variance, n sigma^2 about 2
+    assert abs(ns["he_n_var"] - 2) < 0.2 and abs(ns["he_ratio"] - 1) < 0.15
+    # relu-ex-depth: s**2 per layer holds from 5 to 10 layers, overshoots over 35
+    norms, growth = ns["depth_norms"], ns["growth"]
+    for torch_norm, keras_norm in norms.values():
+        assert math.isclose(torch_norm, keras_norm, rel_tol=1e-4)
+    assert abs(growth(5, 10) - 1.44) < 0.1 and growth(20, 40) < 1.35
+    assert 1.44**35 / (norms[40][0] / norms[5][0]) > 5 and norms[40][0] > 1e5
+    # relu-ex-lr: trains at 0.001 and 0.01, stalls at the mean at 0.03, explodes at 0.1
+    loss, runs = ns["lr_loss"], ns["lr_runs"]
+    for fw in FRAMEWORKS:
+        assert not runs[0.001, fw].diverged and loss[0.001, fw] < 0.5
+        assert loss[0.01, fw] < loss[0.001, fw]
+        assert not runs[0.03, fw].diverged and 0.9 < loss[0.03, fw] < 1.1
+        assert runs[0.1, fw].diverged and runs[0.1, fw].first_nonfinite_step < 10
