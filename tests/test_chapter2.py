@@ -159,6 +159,13 @@ def test_a_standardized_target_does_not_diverge_at_the_classic_rate(framework: s
     assert not run(LR_BASE.replace(task="regression-scaled"), framework).diverged
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_without_momentum_the_classic_example_still_diverges_a_little_later(framework: str) -> None:
+    # ch2-ex-momentum: momentum is not the cause
+    plain = run(RunSpec(momentum=0.0), framework).first_nonfinite_step
+    assert plain is not None and plain > run(RunSpec(), framework).first_nonfinite_step
+
+
 def test_largest_stable_learning_rate_of_the_exercise() -> None:
     for fw in FRAMEWORKS:
         good = run(RunSpec(learning_rate=1e-3), fw)
@@ -177,87 +184,6 @@ def test_overflow_steps_of_the_table() -> None:
     assert theory.overflow_steps(1.5, 1e-3, dtype="float16") == 45
     for c in (1.1, 1.5, 2.0, 4.0, 10.0):
         assert theory.overflow_steps(c, dtype="bfloat16") == theory.overflow_steps(c, dtype="float32")
-
-
-def _classic_losses(framework: str, dtype: str, steps: int = 20) -> np.ndarray:
-    """The chapter's loops: the classic run computed entirely in ``dtype``."""
-    from explodebook.backends import keras as keras_backend
-    from explodebook.backends import torch as torch_backend
-    from explodebook.data import batch_indices, dataset_for
-
-    spec = RunSpec()
-    X_np, y_np = dataset_for(spec)
-    batches = batch_indices(len(X_np), 32, steps, seed=spec.seed)
-    losses = []
-    if framework == "torch":
-        import torch
-        from torch import nn
-
-        torch_dtype = getattr(torch, dtype)
-        net = torch_backend.build(spec).to(torch_dtype)
-        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        X, y = torch.tensor(X_np, dtype=torch_dtype), torch.tensor(y_np, dtype=torch_dtype)
-        for idx in batches:
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(net(X[idx]), y[idx])
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        return np.array(losses)
-    import keras
-    import tensorflow as tf
-
-    net = keras.Sequential([
-        keras.Input((20,)),
-        keras.layers.Dense(25, activation="relu", dtype=dtype),
-        keras.layers.Dense(1, dtype=dtype),
-    ])
-    net.set_weights(keras_backend.build(spec).get_weights())
-    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
-    mse = keras.losses.MeanSquaredError(dtype=dtype)
-    X, y = tf.constant(X_np, dtype), tf.constant(y_np, dtype)
-    for idx in batches:
-        with tf.GradientTape() as tape:
-            loss = mse(tf.gather(y, idx), net(tf.gather(X, idx)))
-        grads = tape.gradient(loss, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables))
-        losses.append(float(loss))
-    return np.array(losses)
-
-
-def _first(mask: np.ndarray) -> int:
-    return int(np.argmax(mask)) if mask.any() else -1
-
-
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_float16_overflows_at_once_bfloat16_like_float32(framework: str) -> None:
-    f32, bf16, f16 = (_classic_losses(framework, d) for d in ("float32", "bfloat16", "float16"))
-    # float32: as the recorded run, inf then NaN
-    recorded = run(RunSpec(), framework).first_nonfinite_step
-    assert _first(np.isinf(f32)) == recorded
-    assert _first(np.isnan(f32)) == recorded + 1
-    # bfloat16: float32's range, so the same overflow step; coarser values
-    assert _first(np.isinf(bf16)) == recorded
-    gap = np.abs(bf16[:4] / f32[:4] - 1)
-    assert 1e-4 < gap.max() < 0.02
-    # float16: inf at the very first step, NaN before float32's NaN
-    assert np.isinf(f16[0])
-    assert 0 <= _first(np.isnan(f16)) < _first(np.isnan(f32))
-    assert np.isnan(f16[_first(np.isnan(f16)) :]).all()
-
-
-def test_the_first_batch_has_errors_whose_square_overflows_float16() -> None:
-    import torch
-
-    from explodebook.backends import torch as torch_backend
-    from explodebook.data import batch_indices, dataset_for
-
-    spec = RunSpec()
-    X, y = dataset_for(spec)
-    idx = batch_indices(len(X), 32, 1, seed=spec.seed)[0]
-    with torch.no_grad():
-        errors = torch_backend.build(spec)(torch.from_numpy(X[idx])) - torch.from_numpy(y[idx])
-    assert errors.abs().max().item() > 256  # 256² = 65536 > 65504
 
 
 # -- recurrent networks -----------------------------------------------------------
@@ -354,3 +280,15 @@ def test_a_tanh_rnn_does_go_non_finite_through_its_weights() -> None:
                    init_scale=2.0, learning_rate=0.1, steps=200)
     assert spec.activation == "tanh"
     assert run(spec, "torch").diverged
+
+
+def test_orthogonal_gain_decides_whether_the_first_gradient_grows_with_length() -> None:
+    """ch2-ex-growth: at gain 1 the tanh slopes win; at 1.5 and 2 the weights."""
+    base = RNN_BASE.replace(init="orthogonal")
+
+    def growth(s: float) -> float:
+        first = [run(base.replace(init_scale=s, seq_len=T, steps=1)).grad_norms[0, 0] for T in (5, 80)]
+        return float(first[1] / first[0])
+
+    assert growth(0.5) < 1 and growth(1.0) < 1
+    assert 5 < growth(1.5) < growth(2.0)

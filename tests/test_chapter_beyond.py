@@ -198,7 +198,7 @@ def test_adam_step_exceeds_the_rate_in_the_sparse_case_and_weights_drift(fw):
 def test_chapter_adam_cell_shows_the_sparse_step_and_the_drift():
     from _chapter import code_cells
 
-    (cell,) = [c for c in code_cells("10") if "sparse_step =" in c]
+    (cell,) = [c for c in code_cells("10b") if "sparse_step =" in c]
     namespace = {"torch": torch}
     exec(cell, namespace)
     assert 3.0 < namespace["sparse_step"] < 3.17
@@ -287,3 +287,105 @@ def test_dynamic_loss_scaling_halves_the_scale_alike_in_both_frameworks():
     assert torch_scales[-1] < 2.0**16
     assert np.sum(np.diff(torch_scales) < 0) >= 3  # several skipped steps
     assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
+
+
+# -- float16 and bfloat16 (section 10.3, from chapter 2) ---------------------------
+
+
+def _classic_losses(framework: str, dtype: str, steps: int = 20) -> np.ndarray:
+    """The chapter's loops: the classic run computed entirely in ``dtype``."""
+    spec = RunSpec()
+    X_np, y_np = dataset_for(spec)
+    batches = batch_indices(len(X_np), 32, steps, seed=spec.seed)
+    losses = []
+    if framework == "torch":
+        torch_dtype = getattr(torch, dtype)
+        net = tb.build(spec).to(torch_dtype)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        X, y = torch.tensor(X_np, dtype=torch_dtype), torch.tensor(y_np, dtype=torch_dtype)
+        for idx in batches:
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(net(X[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return np.array(losses)
+    net = keras.Sequential([
+        keras.Input((20,)),
+        keras.layers.Dense(25, activation="relu", dtype=dtype),
+        keras.layers.Dense(1, dtype=dtype),
+    ])
+    net.set_weights(kb.build(spec).get_weights())
+    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    mse = keras.losses.MeanSquaredError(dtype=dtype)
+    X, y = tf.constant(X_np, dtype), tf.constant(y_np, dtype)
+    for idx in batches:
+        with tf.GradientTape() as tape:
+            loss = mse(tf.gather(y, idx), net(tf.gather(X, idx)))
+        grads = tape.gradient(loss, net.trainable_variables)
+        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        losses.append(float(loss))
+    return np.array(losses)
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.argmax(mask)) if mask.any() else -1
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_float16_overflows_at_once_bfloat16_like_float32(framework: str) -> None:
+    f32, bf16, f16 = (_classic_losses(framework, d) for d in ("float32", "bfloat16", "float16"))
+    # float32: as the recorded run, inf then NaN
+    recorded = run(RunSpec(), framework).first_nonfinite_step
+    assert _first(np.isinf(f32)) == recorded
+    assert _first(np.isnan(f32)) == recorded + 1
+    # bfloat16: float32's range, so the same overflow step; coarser values
+    assert _first(np.isinf(bf16)) == recorded
+    gap = np.abs(bf16[:4] / f32[:4] - 1)
+    assert 1e-4 < gap.max() < 0.02
+    # float16: inf at the very first step, NaN before float32's NaN
+    assert np.isinf(f16[0])
+    assert 0 <= _first(np.isnan(f16)) < _first(np.isnan(f32))
+    assert np.isnan(f16[_first(np.isnan(f16)) :]).all()
+
+
+def test_the_first_batch_has_errors_whose_square_overflows_float16() -> None:
+    spec = RunSpec()
+    X, y = dataset_for(spec)
+    idx = batch_indices(len(X), 32, 1, seed=spec.seed)[0]
+    with torch.no_grad():
+        errors = tb.build(spec)(torch.from_numpy(X[idx])) - torch.from_numpy(y[idx])
+    assert errors.abs().max().item() > 256  # 256² = 65536 > 65504
+
+
+def test_bfloat16_rounds_where_float16_is_exact() -> None:
+    """bey-ex-bf16-spacing: spacing 2 near 257, 4 near 1000 in bfloat16."""
+    assert torch.tensor(257.0, dtype=torch.bfloat16).item() == 256.0
+    assert (torch.tensor(1000.0, dtype=torch.bfloat16) + 1).item() == 1000.0
+    assert (torch.tensor(1000.0, dtype=torch.float16) + 1).item() == 1001.0
+    assert float(keras.ops.convert_to_tensor(257.0, "bfloat16")) == 256.0
+    assert float(keras.ops.convert_to_tensor(1000.0, "bfloat16") + 1) == 1000.0
+
+
+def test_no_single_loss_scale_suits_both_networks() -> None:
+    """bey-ex-scale-window: the deep MLP's window and the classic MLP's do not overlap."""
+    from explodebook.remedies import first_gradients, float16_fate
+
+    def window(spec):
+        g = first_gradients(spec)
+        good = [k for k in range(31)
+                if float16_fate(g, 2.0**k)[1] == 0 and float16_fate(g, 2.0**k)[0] < 0.01]
+        assert good == list(range(good[0], good[-1] + 1))  # one window
+        return good[0], good[-1]
+
+    deep, classic = window(DEEP.replace(init_scale=0.5)), window(CLASSIC)
+    assert classic[1] < deep[0] and deep[0] <= 16 <= deep[1]
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_layer_norm_trains_at_twice_the_bad_scale_but_slower(fw):
+    """bey-ex-layer-scale: scale-invariant forward pass, smaller effective rate."""
+    at_3 = run(DEEP.replace(init_scale=3.0, normalization="layer"), fw)
+    at_1_5 = run(BAD_INIT.replace(normalization="layer"), fw)
+    assert not at_3.diverged and at_3.final_loss() < 0.9
+    assert at_3.final_loss() > at_1_5.final_loss()

@@ -51,6 +51,11 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
         "ch2-ex-overflow": ("overflow_steps = [[27, 218, 218], [44, 235, 235]]", "still within"),
         "ch2-ex-lr": ("largest_lr = 1.5e-3", "becomes non-finite"),
     },
+    "02a_recurrent_networks": {
+        # the ratio the wrong way round, T = 5 over T = 80
+        "ch2-ex-growth": ("growth = {0.5: 1.16, 1.0: 1.14, 1.5: 0.049, 2.0: 1.06e-4}",
+                          "is not the first gradient norm"),
+    },
     "03_how_to_know": {
         "ch3-ex-threshold": ("threshold_level, scaled_verdict = 10, 'healthy'", "must be higher"),
         "ch3-ex-lr": ("lr_max = {'torch': 1.5e-3, 'keras': 1.5e-3}", "the largest rate that trains is smaller"),
@@ -124,11 +129,20 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
                            " 'L2 + clipping': [True, True]}", "did not end as you say"),
     },
     "10_beyond_the_article": {
+        "bey-ex-leaky": ("leaky_std = np.sqrt(2 / 32)", "plain ReLU"),
+    },
+    "10a_normalization_and_residuals": {
+        "bey-ex-zero-branch": ("largest_residual_scale = 0.3", "goes non-finite"),
+    },
+    "10b_warmup_and_adam": {
         "bey-ex-warmup-scaled": (
             "first_nonfinite = {(lr, w): [None, None] for lr in (0.1, 0.3) for w in (0, 50, 200)}",
             "does not end as you say",
         ),
-        "bey-ex-zero-branch": ("largest_residual_scale = 0.3", "goes non-finite"),
+    },
+    "10c_mixed_precision": {
+        "bey-ex-scale-window": ("windows = {'deep': (16, 24), 'classic': (0, 16)}",
+                                "overflow float16"),
     },
 }
 
