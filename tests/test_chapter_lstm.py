@@ -90,3 +90,19 @@ def test_the_lstm_gradient_reaches_step_1_through_the_gates_not_the_cell() -> No
     path_reach = chapter["path_reach"]
     assert path_reach["cell state only"] < 1e-5  # the cell path alone vanishes
     assert path_reach["both paths"] > 0.02  # through h, the gates and U: it reaches
+
+
+def test_forget_bias_moves_the_reach_as_the_exercise_says() -> None:
+    # lstm-ex-forget: bias 0 shrinks the reach by orders of magnitude, bias 3
+    # makes the first input's gradient larger than the last's.
+    chapter = run_cells("06", through="forget_reach = ")
+    reach = chapter["forget_reach"]
+    assert reach[0.0] < 1e-4 * reach[1.0]
+    assert reach[3.0] > 1 > reach[1.0] > 0.02
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_gru_rises_back_in_time_but_less_than_the_lstm(framework: str) -> None:
+    # lstm-ex-gru-explode: neither gated cell is immune at gain 4, T = 150.
+    gru = reach(LONG_LSTM.replace(cell="gru"), framework)
+    assert 1 < gru < reach(LONG_LSTM, framework) / 5

@@ -193,14 +193,52 @@ def test_shorter_truncation_learns_less(framework: str) -> None:
 
 
 def test_chapter_prose_values_come_from_its_runs() -> None:
-    # The numbers the exercises' solutions quote are computed by the chapter
-    # from the runs they ask for.
+    # The numbers the exercises' solutions quote are computed by the page
+    # (section 4.1, the batch size) from the runs they ask for.
     from _chapter import run_cells
 
-    ns = run_cells("04", "summed_step = ")
+    ns = run_cells("04a", "summed_step = ")
     assert ns["summed_step"][32] == run(CLASSIC).first_nonfinite_step == 8
     assert ns["summed_step"][32] < ns["summed_step"][8] < ns["summed_step"][1]
     assert ns["safe_lr"][500] > ns["safe_lr"][32] and ns["safe_lr"][1] is None
-    shown = ns["_shown"]
+
+
+def test_main_page_prose_values_come_from_its_runs() -> None:
+    from _chapter import run_cells
+
+    shown = run_cells("04", "def depth_frame")["_shown"]
     assert shown["classic_loss_kind"] == "inf"
     assert float(shown['f"{he_spread[-1]:.0f}"']) > 10 * float(shown['f"{he_spread[0]:.1f}"'])
+
+
+# -- the exercises' claims --------------------------------------------------------
+
+
+def test_gain_at_s_1_1_is_below_the_s_squared_rule_and_above_the_backward_pass_alone() -> None:
+    # rd-ex-predict-gain: s**(2L) over-predicts a little, s**L under-predicts.
+    at_init = DEEP.replace(steps=1)
+    for s in (1.1, 1.2):
+        ratio = np.exp(np.mean([
+            np.log(run(at_init.replace(init_scale=s, seed=seed)).grad_norm_total[0]
+                   / run(at_init.replace(init_scale=1.0, seed=seed)).grad_norm_total[0])
+            for seed in (1, 2)
+        ]))  # fmt: skip
+        assert s**10 < ratio < s**20, s
+
+
+def test_he_scale_spread_is_smaller_in_wider_networks() -> None:
+    # rd-ex-predict-width: at 20 layers, width 128 scatters less than width 32.
+    he = DEEP.replace(init_scale=1.0, steps=1, depth=20)
+    spread = {}
+    for width in (32, 128):
+        norms = [run(he.replace(width=width, seed=s)).grad_norm_total[0] for s in range(1, 17)]
+        spread[width] = max(norms) / min(norms)
+    assert spread[128] < spread[32] / 1.5 and spread[128] > 10
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_truncation_changes_almost_nothing_where_the_gradient_vanishes(framework: str) -> None:
+    # rd-ex-predict-vanishing: at sigma = 0.5 the dropped terms are negligible.
+    small = TBPTT.replace(init_scale=0.5, steps=1)
+    ratio = run(small, framework).grad_norms[0, 0] / run(small.replace(truncation=10), framework).grad_norms[0, 0]
+    assert abs(ratio - 1) < 0.01

@@ -62,8 +62,16 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
     },
     "04_redesign": {
         "rd-ex-layers": ("layers_to_remove = 20", "still above 10"),
+        "rd-ex-predict-gain": ("gain_at_1_1 = 1.21 ** 10", "not the measured ratio"),
+    },
+    "04a_batch_size": {
         "rd-ex-batch-lr": ("largest_lr_by_batch = {1: 1e-4, 32: 1e-2, 500: 1e-2}",
                            "is not one that trains"),
+    },
+    "04b_truncated_bptt": {
+        "rd-ex-predict-vanishing": ("vanishing_ratio = 2.0 ** 40", "not the measured ratio"),
+        "rd-ex-reach": ("expected_loss = {k: (1 - k / 10) / 12 for k in (1, 3, 5, 8, 10)}",
+                        "not the expected loss"),
     },
     "05_relu": {
         "relu-ex-bound": ("sigmoid_layers = 62", "not yet below"),
@@ -72,6 +80,8 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
     },
     "06_lstm": {
         "lstm-ex-forget": ("norms = np.ones(80)", "not the input gradient norms"),
+    },
+    "06a_lstm_memory_and_limits": {
         "lstm-ex-longer": (
             "adding = RunSpec(model='rnn', width=32, init='xavier', optimizer='adam',"
             " learning_rate=0.01, steps=400, seq_len=20)\n"
