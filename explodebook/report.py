@@ -8,12 +8,16 @@ confirming, whether it is present, from which step, and the evidence.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from explodebook.diagnose import Diagnosis, Sign
+    import pandas as pd
 
-__all__ = ["diagnosis_markdown", "diagnosis_html"]
+    from explodebook.diagnose import Diagnosis, Sign
+    from explodebook.trace import Trace
+
+__all__ = ["diagnosis_markdown", "diagnosis_html", "sign_table", "verdicts"]
 
 # The colour of each verdict in HTML (Okabe-Ito: vermillion, orange, green).
 _COLOURS = {"exploding": "#D55E00", "suspect": "#E69F00", "healthy": "#009E73"}
@@ -72,3 +76,34 @@ def diagnosis_html(diagnosis: Diagnosis) -> str:
         '<th style="text-align:left">evidence</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
+
+
+def sign_table(runs: Mapping[Any, Trace]) -> pd.DataFrame:
+    """The six signs (rows, then the verdict) by run (columns).
+
+    Args:
+        runs: traces by column name (a tuple name gives a column MultiIndex).
+
+    Returns:
+        a table whose cells are "✓ (step k)" for a sign first seen at step
+        k, "✓" for one without a step, "–" for an absent one.
+    """
+    import pandas as pd
+
+    from explodebook.diagnose import diagnose
+
+    columns, index = {}, []
+    for name, trace in runs.items():
+        diagnosis = diagnose(trace)
+        cells = ["–" if not s.present else "✓" if s.first_step is None else f"✓ (step {s.first_step})"
+                 for s in diagnosis]
+        columns[name] = [*cells, diagnosis.verdict]
+        index = [s.title for s in diagnosis] + ["verdict"]
+    return pd.DataFrame(columns, index=index)
+
+
+def verdicts(*traces: Trace) -> str:
+    """The verdicts of some runs, joined: e.g. ``"exploding / exploding"``."""
+    from explodebook.diagnose import diagnose
+
+    return " / ".join(diagnose(trace).verdict for trace in traces)

@@ -224,7 +224,7 @@ def test_batch_slider_unstable_only_below_8(framework: str) -> None:
         assert np.median(trace.loss[:20]) > 1 and trace.final_loss() < 0.25
 
 
-# -- watching the signs in practice -----------------------------------------------
+# -- the hand-written loops (now in chapter 11's section 11a) -------------------------
 
 
 def test_hand_written_torch_loop_stops_where_the_trace_does() -> None:
@@ -337,18 +337,21 @@ def test_adam_steps_are_bounded_but_the_weights_still_drift(framework: str) -> N
 
 def test_chapter_prose_values_come_from_its_runs() -> None:
     # The mystery answers are prose with inline values (no empty dropdown):
-    # each value the page shows is the chapter's own, and they say what the
-    # runs did.
+    # each value a page shows is the page's own, and they say what the runs
+    # did. The chapter is three pages: 03, 03a and 03b.
     from _chapter import run_cells
 
-    shown = run_cells("03", "alarm_sixth = ")["_shown"]  # the cell after the answers
+    shown = run_cells("03", "scaled_over_100 = ")["_shown"]  # its last cell
+    assert shown['inf_step["torch"]'] == 8 and shown['nan_step["torch"]'] == 9
+    shown = run_cells("03a", "lr_grid = ")["_shown"]
+    assert float(shown['f"{adam_move_share:.2f}"']) < 3.2
+    assert shown['f"{adam_bound:.3f}"'] == "3.162"  # the derivation's limit
+    shown = run_cells("03b", "nonfinite_by_depth = {")["_shown"]
     for name, (_, verdict) in MYSTERY.items():
         for fw in FRAMEWORKS:
             assert shown[f'mystery_verdict["{name}", "{fw}"]'] == verdict
     assert shown['mystery_signs["C"]'] == "none"
-    assert shown['inf_step["torch"]'] == 8 and shown['nan_step["torch"]'] == 9
     assert shown["at_once"] == shown["len(diverging_runs)"]
-    assert float(shown['f"{adam_move_share:.2f}"']) < 3.2
 
 
 # -- mystery runs ------------------------------------------------------------
@@ -441,3 +444,14 @@ def test_heat_map_slider_verdicts_agree_between_frameworks() -> None:
         assert len(verdicts) == 1
         assert verdicts.pop() == ("exploding" if scale > 1.1 else
                                   "suspect" if scale < 1 else "healthy")
+
+
+def test_exercise_depth_deeper_overflows_sooner_and_four_layers_train() -> None:
+    # ch3-ex-depth's solution: at s = 1.15, 4 layers stay finite, 15 layers
+    # go non-finite before 10 do, in both frameworks, at the same steps.
+    for fw in FRAMEWORKS:
+        steps = {d: run(DEEP.replace(init_scale=1.15, depth=d), fw).first_nonfinite_step
+                 for d in (4, 10, 15)}
+        assert steps[4] is None
+        assert steps[15] is not None and steps[10] is not None and steps[15] < steps[10]
+        assert diagnose(run(DEEP.replace(init_scale=1.15, depth=4), fw)).verdict == "healthy"

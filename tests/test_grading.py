@@ -58,7 +58,13 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
     },
     "03_how_to_know": {
         "ch3-ex-threshold": ("threshold_level, scaled_verdict = 10, 'healthy'", "must be higher"),
+    },
+    "03a_subtle_or_conclusive": {
         "ch3-ex-lr": ("lr_max = {'torch': 1.5e-3, 'keras': 1.5e-3}", "the largest rate that trains is smaller"),
+    },
+    "03b_mystery_runs": {
+        "ch3-ex-depth": ("nonfinite_by_depth = {4: [None, None], 10: [4, 4], 15: [4, 4]}",
+                         "does not go non-finite at step 4"),
     },
     "04_redesign": {
         "rd-ex-layers": ("layers_to_remove = 20", "still above 10"),
@@ -140,6 +146,16 @@ WRONG: dict[str, dict[str, tuple[str, str]]] = {
     },
     "10_beyond_the_article": {
         "bey-ex-leaky": ("leaky_std = np.sqrt(2 / 32)", "plain ReLU"),
+    },
+    "11_watch_your_model": {
+        "mon-ex-threshold": (
+            "first_nonfinite = {0.005: [None, None], 0.01: [None, None], 0.02: [30, 30], 0.03: [18, 18]}",
+            "does not stay finite",
+        ),
+    },
+    "11a_monitor_in_practice": {
+        # the hooked run without clipping: its norms part from the clipped run's after step 0
+        "mon-ex-manual": ("manual_grad_norms = train('torch', 0.03).grad_norms", "do not match"),
     },
     "10a_normalization_and_residuals": {
         "bey-ex-zero-branch": ("largest_residual_scale = 0.3", "goes non-finite"),
