@@ -48,17 +48,39 @@ def draw_pair(
     title: str | None = None,
     reference: float | None = None,
 ) -> Figure:
-    """Loss of each run, PyTorch's runs left and Keras' right, on a shared
-    y axis; ``reference`` draws a dotted line at that loss."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True, layout="constrained")
-    for ax, fw in zip(axes, FRAMEWORKS):
-        mine = [t for t in traces if t.framework == fw]
-        plots.loss_curve(mine, ax=ax, labels=labels,
-                         colors=plots.SERIES_COLORS[: len(mine)], title=mine[0].label)
-        if reference is not None:
-            ax.axhline(reference, color="black", ls=":", lw=1)
-    if title:
-        fig.suptitle(title)
+    """Loss of each run on one axes: one colour per run, PyTorch solid and
+    Keras dashed on top of it; an "x" marks where a run became non-finite.
+
+    Args:
+        traces: the runs, all of one framework first, then the same runs
+            in the other (``[run(s, fw) for fw in FRAMEWORKS for s in specs]``).
+        labels: one legend label per run (not per trace).
+        title: the finding to state.
+        reference: draw a dotted line at this loss (e.g. the mean's).
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    series: dict[str, int] = {}
+    for trace in traces:
+        k = series.get(trace.framework, 0)
+        series[trace.framework] = k + 1
+        color = plots.SERIES_COLORS[k % len(plots.SERIES_COLORS)]
+        loss = np.asarray(trace.loss, dtype=np.float64)
+        shown = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
+        name = labels[k] if labels is not None else trace.label
+        ax.plot(np.arange(loss.size), shown, color=color, lw=1.1,
+                ls=plots.FRAMEWORK_LINESTYLES[trace.framework],
+                label=name if trace.framework == FRAMEWORKS[0] else None)
+        if trace.diverged:
+            finite = np.flatnonzero(np.isfinite(shown))
+            last = finite[-1] if finite.size else 0
+            ax.plot(last, shown[last] if finite.size else 1.0, "x", color=color,
+                    ms=7, mew=2)
+    if reference is not None:
+        ax.axhline(reference, color="black", ls=":", lw=1)
+    ax.plot([], [], color="0.3", ls=plots.FRAMEWORK_LINESTYLES["torch"], label="PyTorch")
+    ax.plot([], [], color="0.3", ls=plots.FRAMEWORK_LINESTYLES["keras"], label="Keras")
+    ax.set(yscale="log", xlabel="step", ylabel="loss (log)", title=title)
+    ax.legend(fontsize="small")
     return fig
 
 
