@@ -389,3 +389,20 @@ def test_layer_norm_trains_at_twice_the_bad_scale_but_slower(fw):
     at_1_5 = run(BAD_INIT.replace(normalization="layer"), fw)
     assert not at_3.diverged and at_3.final_loss() < 0.9
     assert at_3.final_loss() > at_1_5.final_loss()
+
+
+def test_an_exploding_run_leaves_float16_range_before_float32_range():
+    """10c's claim after fig-problem-limits, from the page's own cell."""
+    from _chapter import run_cells
+
+    ns = run_cells("10c", "f16_cross = ")
+    assert 0 < ns["f16_cross"] < ns["classic"][0].first_nonfinite_step
+
+
+def test_the_leaky_relu_scale_keeps_the_second_moment():
+    """bey-ex-leaky: sigma^2 = 2 / ((1 + alpha^2) n_in), checked on random layers."""
+    from _chapter import run_cells
+
+    ns = run_cells("10", "leaky_factor = ")
+    assert abs(ns["leaky_factor"] - 1) < 0.02
+    assert abs(ns["leaky_std"] - torch.nn.init.calculate_gain("leaky_relu", 0.2) / np.sqrt(32)) < 1e-9
