@@ -106,3 +106,25 @@ def test_the_gru_rises_back_in_time_but_less_than_the_lstm(framework: str) -> No
     # lstm-ex-gru-explode: neither gated cell is immune at gain 4, T = 150.
     gru = reach(LONG_LSTM.replace(cell="gru"), framework)
     assert 1 < gru < reach(LONG_LSTM, framework) / 5
+
+
+def test_a_longer_budget_takes_the_lstm_off_the_plateau_at_t_40() -> None:
+    # lstm-ex-longer: at T = 40 the LSTM learns, given 1000 steps.
+    trace = run(ADDING.replace(cell="lstm", seq_len=40, steps=1000))
+    smooth = np.convolve(trace.loss, np.ones(25) / 25, mode="valid")
+    assert smooth[:300].min() > 0.1  # still on the plateau early on
+    assert smooth.min() < 0.1 and trace.final_loss() < 0.1 * BASELINE
+
+
+def test_the_signs_miss_a_burst_of_explosive_updates_in_an_lstm() -> None:
+    # lstm-ex-clip: no NaN, weights grow by less than diagnose's 100x, so the
+    # verdict is only "suspect"; with clipping it is "healthy".
+    from explodebook import diagnose
+
+    hard = FAILING.replace(cell="lstm", init_scale=4.0, seq_len=150, steps=100)
+    plain = run(hard)
+    weights = plain.weight_norms[:, 0]
+    assert not plain.diverged and plain.grad_norm_total[0] > 1000
+    assert 10 < weights.max() / weights[0] < 100
+    assert diagnose(plain).verdict == "suspect"
+    assert diagnose(run(hard.replace(global_clipnorm=1.0))).verdict == "healthy"
