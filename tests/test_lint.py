@@ -38,6 +38,7 @@ def test_every_chapter_keeps_the_enforced_rules() -> None:
          "```{code-cell} ipython3\ndraw()\n```\n", "uncaptioned-figure"),
         # a package helper that draws (explodebook.remedies.draw_pair)
         ("```{code-cell} ipython3\nfig = draw_pair(a, b)\n```\n", "uncaptioned-figure"),
+        ("```{code-cell} ipython3\ndefault_draw([a, b]);\n```\n", "uncaptioned-figure"),
         ("See {numref}`fig-t-missing`.\n", "numref"),
         ("See {numref}`Figure %s <fig-t-missing>`.\n", "numref"),
         (FIGURE, "duplicate-name"),
@@ -52,7 +53,7 @@ def test_every_chapter_keeps_the_enforced_rules() -> None:
         ("```{code-cell} ipython3\nscrubber(a)\nscrubber(b)\n```\n", "widgets"),
         (FIGURE.replace("fig-t-ok", "fig-t-alone"), "unreferenced-figure"),
     ],
-    ids=["figure", "figure-via-function", "figure-via-helper", "numref", "numref-titled", "duplicate", "tab-code", "glue", "long-cell",
+    ids=["figure", "figure-via-function", "figure-via-helper", "figure-via-default-draw", "numref", "numref-titled", "duplicate", "tab-code", "glue", "long-cell",
          "length", "no-difficulty", "words-not-stars", "four-stars", "two-explore", "two-scrubbers", "unreferenced"],
 )
 def test_each_rule_catches_what_it_names(tmp_path: Path, body: str, rule: str) -> None:

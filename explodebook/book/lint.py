@@ -55,12 +55,13 @@ _HIDDEN = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
 _NO_OUTPUT = {"remove-output", "remove-cell"}
 # A cell that draws a new figure: pyplot's figure makers, or a drawing helper
 # of the book's package (they create their figure when given no axes; the
-# chapter helpers are named draw_*).
+# helpers are named *draw*).
 _DRAWS = re.compile(
     r"\bplt\.(subplots|figure|subplot_mosaic)\(|"
     r"\bplots\.(loss_curve|grad_norm_curve|depth_profile|grad_heatmap|layer_norms|weight_norms|compare)\(|"
-    # the package's chapter helpers that draw (explodebook.remedies.draw_pair, ...)
-    r"(?<![\w.])draw_\w+\("
+    # the package's helpers that draw (explodebook.remedies.draw_pair,
+    # explodebook.widgets.default_draw, ...)
+    r"(?<![\w.])\w*draw\w*\("
 )
 _NUMREF = re.compile(r"\{numref\}`(?:[^`<]*<)?([^`>]+)>?`")
 _TARGET = re.compile(r"^\(([\w.-]+)\)=\s*$", re.M)
