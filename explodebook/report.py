@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from explodebook.diagnose import Diagnosis, Sign
+    from explodebook.diagnose import Diagnosis, Sign, Thresholds
     from explodebook.trace import Trace
 
-__all__ = ["diagnosis_markdown", "diagnosis_html", "sign_table", "verdicts"]
+__all__ = ["diagnosis_markdown", "diagnosis_html", "sign_table", "verdicts", "tests_table"]
 
 # The colour of each verdict in HTML (Okabe-Ito: vermillion, orange, green).
 _COLOURS = {"exploding": "#D55E00", "suspect": "#E69F00", "healthy": "#009E73"}
@@ -107,3 +107,39 @@ def verdicts(*traces: Trace) -> str:
     from explodebook.diagnose import diagnose
 
     return " / ".join(diagnose(trace).verdict for trace in traces)
+
+
+def tests_table(thresholds: Thresholds | None = None) -> pd.DataFrame:
+    """The test `explodebook.diagnose.diagnose` applies for each sign, in words.
+
+    Args:
+        thresholds: the numbers to state (default: ``Thresholds()``).
+
+    Returns:
+        a table with one row per sign, indexed by the sign's title, whose
+        columns give its kind (subtle or confirming) and its test, with the
+        threshold values filled in.
+    """
+    import pandas as pd
+
+    from explodebook.diagnose import Thresholds
+    from explodebook.signs import SIGNS
+
+    t = thresholds or Thresholds()
+    names = ("poor_loss", "unstable_loss", "nan_loss", "growing_weights", "nan_weights",
+             "grad_norm_above_1")
+    assert tuple(entry.name for entry in SIGNS) == names, "the signs changed: update this table"
+    tests = [
+        f"the median loss of the last {t.window} steps is at least "
+        f"{t.traction_fraction:g}× that of the first {t.window}, or the run diverged",
+        f"the median update multiplies or divides the loss by {t.unstable_ratio:g} or more, "
+        f"or at least {t.jump_fraction:.0%} of updates multiply it by {t.jump_ratio:g} or more",
+        "a loss value is NaN or infinite",
+        f"a layer's weight norm reaches {t.weight_growth:g}× its value at step 0",
+        "a layer's weight norm is NaN or infinite",
+        f"every layer's gradient norm exceeds {t.grad_norm:g} in at least "
+        f"{t.grad_fraction:.0%} of the steps (of at least {t.min_steps})",
+    ]
+    index = [entry.title.format(grad_norm=t.grad_norm) for entry in SIGNS]
+    return pd.DataFrame({"kind": ["subtle"] * 3 + ["confirming"] * 3, "the book's test": tests},
+                        index=index)

@@ -455,3 +455,23 @@ def test_exercise_depth_deeper_overflows_sooner_and_four_layers_train() -> None:
         assert steps[4] is None
         assert steps[15] is not None and steps[10] is not None and steps[15] < steps[10]
         assert diagnose(run(DEEP.replace(init_scale=1.15, depth=4), fw)).verdict == "healthy"
+
+
+def test_report_tables_the_chapter_shows() -> None:
+    # explodebook.report.sign_table / tests_table / verdicts, as chapter 3's pages use them.
+    from explodebook.report import sign_table, tests_table, verdicts
+
+    classic, healthy = run(CLASSIC), run(HEALTHY)
+    table = sign_table({("classic", "PyTorch"): classic, ("healthy", "PyTorch"): healthy})
+    assert list(table.index[:-1]) == [s.title for s in diagnose(classic)]
+    assert table.loc["verdict"].tolist() == ["exploding", "healthy"]
+    assert table.iloc[0, 0] == f"✓ (step {diagnose(classic)['poor_loss'].first_step})"
+    assert set(table.iloc[:-1, 1]) == {"–"}
+    assert verdicts(classic, healthy) == "exploding / healthy"
+    tests = tests_table()
+    assert list(tests.index) == list(table.index[:-1])
+    assert "100×" in tests.loc["Weights grow very large", "the book's test"]
+    from explodebook import Thresholds
+
+    changed = tests_table(Thresholds(weight_growth=10))
+    assert "10×" in changed.loc["Weights grow very large", "the book's test"]
