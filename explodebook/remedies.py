@@ -122,7 +122,7 @@ def forward_second_moments(
 
 def first_gradients(spec: RunSpec) -> np.ndarray:
     """All gradient elements of the first step of ``spec``, float32, in
-    PyTorch (the same weights and batch as `run`)."""
+    PyTorch (the same weights and batch as `explodebook.run`)."""
     import torch
     from torch import nn
 
