@@ -118,7 +118,7 @@ def test_exercise_solutions_quote_the_runs() -> None:
     # relu-ex-he: one drawn He-uniform layer keeps the variance, n sigma^2 about 2
     assert abs(ns["he_n_var"] - 2) < 0.2 and abs(ns["he_ratio"] - 1) < 0.15
     # relu-ex-depth: s**2 per layer holds from 5 to 10 layers, overshoots over 35
-    norms, growth = ns["depth_norms"], ns["growth"]
+    norms, growth = ns["depth_norms"], ns["per_layer_growth"]
     for torch_norm, keras_norm in norms.values():
         assert math.isclose(torch_norm, keras_norm, rel_tol=1e-4)
     assert abs(growth(5, 10) - 1.44) < 0.1 and growth(20, 40) < 1.35
