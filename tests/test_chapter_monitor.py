@@ -169,3 +169,17 @@ def test_digits_module_checks_its_arguments_and_standardizes() -> None:
     assert images.shape == (1797, 8, 8) and ink.shape == (1797,) and ink.dtype == np.float32
     _, scaled = ink_data(standardize=True)
     assert abs(float(scaled.mean())) < 1e-4 and abs(float(scaled.std()) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("name", ["torch_cnn", "train_torch", "keras_cnn", "train_keras"])
+def test_the_page_shows_the_package_code_it_runs(name: str) -> None:
+    # The tabs hold the code as plain Python blocks (JupyterLab's MyST and
+    # Colab know no literalinclude); this keeps them the package's code.
+    import inspect
+    from pathlib import Path
+
+    import explodebook.digits
+
+    page = (Path(__file__).resolve().parents[1] / "chapters" / "11_watch_your_model.md").read_text()
+    source = inspect.getsource(getattr(explodebook.digits, name)).rstrip("\n")
+    assert f"```python\n{source}\n```" in page, f"chapter 11 does not show explodebook.digits.{name} as it is"
