@@ -123,15 +123,14 @@ def forward_second_moments(
 def first_gradients(spec: RunSpec) -> np.ndarray:
     """All gradient elements of the first step of ``spec``, float32, in
     PyTorch (the same weights and batch as `explodebook.run`)."""
-    import torch
-    from torch import nn
-
     from explodebook.backends import torch as torch_backend
+    from explodebook.frameworks import import_torch
 
+    torch = import_torch()  # through the package, which keeps the import order
     net = torch_backend.build(spec)
     X, y = dataset_for(spec)
     idx = batch_indices(len(X), spec.batch_size, 1, seed=spec.seed)[0]
-    loss = nn.functional.mse_loss(net(torch.from_numpy(X[idx])), torch.from_numpy(y[idx]))
+    loss = torch.nn.functional.mse_loss(net(torch.from_numpy(X[idx])), torch.from_numpy(y[idx]))
     loss.backward()
     return np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
 

@@ -5,8 +5,10 @@ sweep`` (shared/DESIGN.md): what a run is and records never imports what
 runs, judges, draws or sweeps it; backends and monitors never import
 plots, widgets or sweeps; judging and drawing never start a run; nothing
 in the runtime package imports the book tooling (``explodebook.book``) or
-the coursework (``explodebook.coursework``); and only the backends, the
-monitors and `explodebook.frameworks` import a deep-learning framework.
+the coursework (``explodebook.coursework``), or the code the chapters share
+(``remedies``, ``digits``); and only the backends, the monitors,
+`explodebook.frameworks` and the reader's-own-model example
+(``digits``) import a deep-learning framework.
 
 Imports are read with ``ast`` (top-level and inside functions alike, so a
 lazy import counts), not by importing anything.
@@ -95,10 +97,21 @@ RECORD = (
 )  # fmt: skip
 # What runs a spec: the backends and the paths to them.
 RUNNING = ("backends", "cache", "sweep", "timesteps")
-# What judges a trace, and how the verdict is written.
-JUDGING = ("diagnose", "signs", "report", "outcome")
+# What judges a trace, and how the verdict is written (parity: how two
+# frameworks' traces of one spec compare).
+JUDGING = ("diagnose", "signs", "report", "outcome", "parity")
 # What draws or shows a trace, or a sweep.
 SHOWING = ("plots", "render", "widgets", "scrubber", "notebook")
+# Code the chapters share, on top of everything: it runs, judges and draws
+# (remedies: chapter 10's tables and figures), or is a model of the
+# reader's own written in each framework's API (digits: chapter 11's CNN
+# and loops). Nothing else in the package depends on it.
+CHAPTER = ("remedies", "digits")
+#: Modules that may import a framework besides the backends, the monitors
+#: and explodebook.frameworks: a reader's-own-model example is written in
+#: the frameworks' own API (after explodebook.frameworks has settled the
+#: import order).
+FRAMEWORK_EXAMPLES = ("explodebook.digits",)
 
 RULES = [
     # (who, must not import, why)
@@ -116,6 +129,8 @@ RULES = [
      "running a sweep is apart from showing it (explodebook.scrubber)"),
     (("theory",), RUNNING + JUDGING + SHOWING + ("monitor", "trace", "frameworks"),
      "the theory is plain numpy, before any framework or run"),
+    (RECORD + RUNNING + JUDGING + SHOWING + ("monitor", "theory"), CHAPTER,
+     "the chapters' shared code sits on top: the package never depends on it"),
 ]  # fmt: skip
 
 
@@ -137,7 +152,7 @@ def test_layers_follow_the_data_flow(
 
 def test_every_module_has_a_layer() -> None:
     # A new module must say where it stands: add it to a group above.
-    groups = RECORD + RUNNING + JUDGING + SHOWING + ("monitor", "theory")
+    groups = RECORD + RUNNING + JUDGING + SHOWING + CHAPTER + ("monitor", "theory")
     assert [name for name in MODULES if name != "explodebook" and not within(name, groups)] == []
 
 
@@ -156,7 +171,7 @@ def test_only_backends_monitors_and_frameworks_import_a_framework() -> None:
         # explodebook.frameworks, and a backend's or monitor's module of
         # one framework: backends.torch, monitor.keras, monitor.torch_steps...
         last = name.rpartition(".")[2].split("_")[0]
-        return name == "explodebook.frameworks" or (
+        return name == "explodebook.frameworks" or name in FRAMEWORK_EXAMPLES or (
             within(name, ("backends", "monitor")) and last in ("torch", "keras")
         )
 

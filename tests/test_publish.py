@@ -211,7 +211,7 @@ def test_launch_tree_has_the_committed_files_notebooks_and_binder_setup(tmp_path
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(source)]
     subprocess.run(["git", "init", "-q", str(source)], check=True)
     subprocess.run([*git, "add", "_config.yml", "_toc.yml", "requirements.txt", "pyproject.toml",
-                    "chapters", ".github"], check=True)
+                    *[f"{n}.md" for n in CHAPTERS], ".github"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "book"], check=True)
 
     tree = publish.write_launch_tree(source, tmp_path / "launch")
