@@ -219,29 +219,17 @@ def test_adam_does_not_diverge_on_the_classic_mlp_but_is_slower_than_good_sgd(fw
 # -- loss scaling ------------------------------------------------------------------
 
 
-def _first_gradients(spec) -> np.ndarray:
-    net = tb.build(spec)
-    X, y = dataset_for(spec)
-    idx = batch_indices(len(X), spec.batch_size, 1, seed=spec.seed)[0]
-    nn.functional.mse_loss(net(torch.from_numpy(X[idx])), torch.from_numpy(y[idx])).backward()
-    grads = np.concatenate([p.grad.numpy().ravel() for p in net.parameters()])
-    return grads[grads != 0]
-
-
-def _fate(grads, scale):
-    with np.errstate(over="ignore"):
-        half = (grads * np.float32(scale)).astype(np.float16)
-    return float(np.mean(half == 0)), float(np.mean(np.isinf(half)))
-
-
 def test_loss_scaling_lifts_small_gradients_and_overflows_large_ones():
-    deep = _first_gradients(DEEP.replace(init_scale=0.5))
-    under = [_fate(deep, 2.0**k)[0] for k in (0, 16, 24)]
+    # the helpers 10.3 computes its figures with
+    from explodebook.remedies import first_gradients, float16_fate
+
+    deep = first_gradients(DEEP.replace(init_scale=0.5))
+    under = [float16_fate(deep, 2.0**k)[0] for k in (0, 16, 24)]
     assert under[0] > 0.1 and under[0] > under[1] > under[2]
-    assert _fate(deep, 2.0**16)[1] == 0.0 < _fate(deep, 2.0**24)[1]  # too wide a span
-    classic = _first_gradients(CLASSIC)
-    assert _fate(classic, 1.0) == (0.0, 0.0)
-    assert _fate(classic, 2.0**16)[1] > 0.0
+    assert float16_fate(deep, 2.0**16)[1] == 0.0 < float16_fate(deep, 2.0**24)[1]  # too wide a span
+    classic = first_gradients(CLASSIC)
+    assert float16_fate(classic, 1.0) == (0.0, 0.0)
+    assert float16_fate(classic, 2.0**16)[1] > 0.0
 
 
 def test_dynamic_loss_scaling_halves_the_scale_alike_in_both_frameworks():
