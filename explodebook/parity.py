@@ -4,8 +4,8 @@ Both backends start from the same numpy initial weights (`explodebook.weights`)
 and see the same batches (`explodebook.data`), so the same `RunSpec` must give
 the same `Trace` in both, up to float32 rounding. This module holds the specs
 that claim is checked on, once: ``tests/test_parity.py`` asserts the
-agreement and the book's page "Do PyTorch and Keras agree?" shows the table
-computed from the same specs (`table`).
+agreement and the book's page "Do PyTorch and Keras agree?" shows the tables
+computed from the same specs (`compare_steps`, `compare_outcome`).
 
 Two kinds of agreement are checked:
 
@@ -38,8 +38,8 @@ __all__ = [
     "relative_difference",
 ]
 
-#: Steps of the step-for-step comparison: enough for rounding to compound a
-#: little, few enough that chaos has not amplified it.
+#: Steps of the step-for-step comparison (enough for rounding to compound a
+#: little, few enough that chaos has not amplified it).
 STEPS = 5
 #: Largest relative difference allowed in any recorded quantity at any step.
 RTOL = 1e-4
@@ -50,8 +50,8 @@ FIELDS = (
 
 _RNN = {"model": "rnn", "seq_len": 12, "width": 8, "steps": STEPS}
 
-#: Step-for-step specs: every model, cell, regularizer, optimizer, clipping
-#: mode, normalization and schedule the backends implement.
+#: The step-for-step specs, covering every model, cell, regularizer,
+#: optimizer, clipping mode, normalization and schedule the backends implement.
 STEP_SPECS: dict[str, RunSpec] = {
     "default mlp": RunSpec(steps=STEPS),
     "deep tanh mlp": RunSpec(
@@ -99,8 +99,8 @@ STEP_SPECS: dict[str, RunSpec] = {
 #: The clipping specs of `STEP_SPECS`.
 CLIPPED = ("clipnorm", "clipvalue", "global_clipnorm", "clipnorm lstm")
 
-#: Full-length runs whose outcome must agree: the article's classic set-up
-#: (it goes non-finite) and two ways of taming it.
+#: Full-length runs whose outcome must agree (the article's classic set-up,
+#: which goes non-finite, and two ways of taming it).
 OUTCOME_SPECS: dict[str, RunSpec] = {
     "classic (diverges)": RunSpec(),
     "scaled targets": RunSpec(task="regression-scaled"),

@@ -48,7 +48,7 @@ __all__ = [
 MAX_LINES = 700
 #: Longest visible code cell, in lines.
 MAX_VISIBLE_LINES = 20
-#: Rules the test suite enforces: all of them.
+#: The rules the test suite enforces (all of them).
 ENFORCED = (
     "length", "long-cell", "uncaptioned-figure", "numref", "duplicate-name", "tab-code", "glue",
     "difficulty", "widgets", "unreferenced-figure",
