@@ -34,7 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
-SKIP = {".venv", "_build", ".git", ".pytest_cache", "__pycache__"}
+# Not copied: environments (.envs holds `make test-envs`' virtualenvs, CUDA
+# PyTorch included: copying them filled the disk), build outputs, caches.
+SKIP = {".venv", ".envs", "_build", "build", ".git", ".pytest_cache", "__pycache__"}
 
 
 def children_cpu() -> float:
