@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_framework
 from .frameworks import import_tensorflow, import_torch
 from .trace import Trace
 
@@ -155,7 +156,5 @@ def train(framework: str, lr: float, clip: float | None = None, epochs: int = 2,
         kept, and the same object returned on the next call (do not change
         it).
     """
-    trainers = {"torch": train_torch, "keras": train_keras}
-    if framework not in trainers:
-        raise ValueError(f"framework must be 'torch' or 'keras', not {framework!r}")
-    return trainers[framework](lr, clip, epochs, activation, standardize)
+    trainer = {"torch": train_torch, "keras": train_keras}[check_framework(framework, "train(framework=...)")]
+    return trainer(lr, clip, epochs, activation, standardize)
