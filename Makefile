@@ -170,3 +170,6 @@ clean:
 
 # Publishing: pages, pages-student, notebooks, launch-tree
 include publish.mk
+
+# The Chinese edition: book-zh, catalogs (issue 20)
+include zh.mk
