@@ -196,6 +196,33 @@ def _sections(text: str) -> dict[str, str]:
     return out
 
 
+def test_the_sandbox_runs_the_graders_own_package(tmp_path) -> None:
+    """A grader run from a checkout on PYTHONPATH (or any copy of the package)
+    starts its sandbox on that same copy, not on whatever the interpreter
+    would import by default (an editable install of another checkout: the
+    notebooks crashed at once, exit code 70, when the two differed)."""
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "explodebook", copy / "explodebook",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    home = tmp_path / "home"
+    home.mkdir()
+    probe = (
+        "import subprocess, sys\n"
+        "import explodebook\n"
+        "from explodebook.coursework.zygote import clean_env\n"
+        f"env = clean_env({str(home)!r})\n"
+        "child = subprocess.run([sys.executable, '-c', 'import explodebook; print(explodebook.__file__)'],\n"
+        f"                       env=env, cwd={str(home)!r}, capture_output=True, text=True, check=True)\n"
+        "print(explodebook.__file__)\n"
+        "print(child.stdout.strip())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=home, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(copy)}, check=True)
+    grader, sandboxed = done.stdout.split()
+    assert grader.startswith(str(copy))
+    assert sandboxed == grader
+
+
 @pytest.fixture(scope="module")
 def sandbox():
     """One sandbox for every chapter's grading (its imports cost seconds)."""

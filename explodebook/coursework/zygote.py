@@ -11,7 +11,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+import explodebook
 from explodebook.coursework.guardian import guard
 from explodebook.coursework.linux import (
     CLONE_NEWIPC,
@@ -175,6 +177,10 @@ def clean_env(home: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The grader's own copy of the package, whichever way the grader
+        # found it (a checkout on PYTHONPATH, an editable install of another
+        # checkout, a wheel): sandbox and grader must run the same code.
+        "PYTHONPATH": str(Path(explodebook.__file__).resolve().parents[1]),
     }
     return env
 
