@@ -198,21 +198,35 @@ class Trace:
         grad_norms, clipped, grad_max, weight_norms = (
             record[:, 2 + i * n_layers : 2 + (i + 1) * n_layers] for i in range(4)
         )
-        step, kind, layer = locate_nonfinite(record[:, 0], grad_norms, weight_norms, layers)
+        arrays = {
+            "loss": record[:, 0],
+            "grad_norm_total": record[:, 1],
+            "grad_norms": grad_norms,
+            "clipped_grad_norms": clipped,
+            "grad_max_abs": grad_max,
+            "weight_norms": weight_norms,
+        }
+        return cls._located(arrays, spec=spec, framework=framework, layers=layers,
+                            wall_time=wall_time)
+
+    @classmethod
+    def _located(cls, arrays: dict[str, np.ndarray], *, spec: RunSpec | None, framework: str,
+                 layers: list[str], wall_time: float, extra: dict[str, Any] | None = None,
+                 nonfinite: tuple[int | None, str | None, str | None] | None = None) -> Trace:
+        """The trace of ``arrays``, its first non-finite step located (`locate_nonfinite`)."""
+        step, kind, layer = nonfinite or locate_nonfinite(
+            arrays["loss"], arrays["grad_norms"], arrays["weight_norms"], layers
+        )
         return cls(
             spec=spec,
             framework=framework,
             layers=layers,
-            loss=record[:, 0],
-            grad_norm_total=record[:, 1],
-            grad_norms=grad_norms,
-            clipped_grad_norms=clipped,
-            grad_max_abs=grad_max,
-            weight_norms=weight_norms,
+            **arrays,
             first_nonfinite_step=step,
             first_nonfinite_kind=kind,
             first_nonfinite_layer=layer,
-            wall_time=wall_time,
+            wall_time=float(wall_time),
+            extra=extra if extra is not None else {},
         )
 
     @classmethod
@@ -278,17 +292,8 @@ class Trace:
             ),
         }
         info.update(extra or {})
-        return cls(
-            spec=spec,
-            framework=framework,
-            layers=layers,
-            **arrays,
-            first_nonfinite_step=step,
-            first_nonfinite_kind=kind,
-            first_nonfinite_layer=layer,
-            wall_time=float(wall_time),
-            extra=info,
-        )
+        return cls._located(arrays, spec=spec, framework=framework, layers=layers,
+                            wall_time=wall_time, extra=info, nonfinite=(step, kind, layer))
 
     # -- persistence (npz + JSON, no pickle): explodebook.tracefile --------
 
