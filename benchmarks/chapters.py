@@ -1,44 +1,41 @@
-"""Each chapter's `explore` widgets: default-experiment latency and widget response.
+"""Every chapter's `explore` widgets: time to a first result and to the final figure, before and after.
 
 Run from the repository root with ``.venv/bin/python benchmarks/chapters.py``
-(``--chapters 01 07`` to limit, ``--skip-cold`` to leave out the cold
-processes, which dominate the time); writes ``benchmarks/chapter_results.md``
-(a Markdown table headed by the machine's description) and prints it. Not
-part of the tests: timings depend on the machine and on what else it is
-doing. Chapters run one after the other (sequentially, never two at once,
-so that they do not compete for the 2 cores).
+(``--chapters 01 07`` to limit); writes ``benchmarks/chapter_results.md``
+(a Markdown table headed by the machine's description and load average)
+and prints it. Not part of the tests: timings depend on the machine and on
+what else it is doing.
 
-For every chapter (default: every chapter of ``_toc.yml`` that calls
-``explore(``), a fresh worker process reads the chapter's code cells as the
-build does (`explodebook.book.sources`) and executes them in order in one
+With ``--before PATH`` (a checkout of an earlier version of the package,
+e.g. ``git worktree add --detach /tmp/before HEAD`` made before a change),
+every chapter is measured twice in one sitting, alternating: first with
+the package at ``PATH``, then with this one, each in a fresh worker process
+that runs the current chapter's code. Chapters run one after the other,
+never two at once, so that they do not compete for the cores.
+
+For every chapter (default: every page of ``_toc.yml`` that calls
+``explore(``), the worker executes the page's code cells in order in one
 namespace (``MPLBACKEND=agg``, working directory the chapter's folder,
-IPython magic lines commented out), with
-`explodebook.widgets.Explorer.__init__` wrapped so that every explorer the
-chapter makes is recorded with its cell index. Then, per
-explorer:
+IPython magic lines commented out), with `explodebook.widgets.Explorer`'s
+``__init__`` wrapped so that every explorer the page makes is recorded.
+Then, per explorer, **every control** is moved once to an adjacent value
+whose spec the page has not run and that is valid (a *move*), uncached:
+the run cache and the widget's PNG cache are cleared first (Keras'
+compiled-trainer cache is not: a reader moving a slider has traced graphs
+already). Per move:
 
-1. default experiment latency, per framework of the widget: *cold* is the
-   wall time of a fresh ``python -c`` process that imports explodebook and
-   the backend and runs ``backend.run(spec)`` on the widget's base spec
-   once, timed from before the imports (as ``benchmarks/run.py``'s cold
-   run; for Keras it includes graph tracing); *warm* is the median of
-   ``--repeats`` further runs of the same spec in that process (with
-   ``--skip-cold``: in the worker, after the chapter ran);
-2. widget response, on the widget's FIRST control, moved to an adjacent
-   value that the chapter has not run (if there is one): *uncached* is the
-   time of ``control.value = new`` (run in every framework of the widget
-   through `explodebook.cache.cached_run`, then draw the PNG) after
-   clearing the run cache and the widget's PNG cache, median of
-   ``--repeats``; it is split into the run time per framework and the
-   drawing time by timing the calls to ``cached_run`` and ``figure_png`` that
-   the widget makes. Keras' compiled-trainer cache is not cleared: a
-   reader moving a slider has traced graphs already. *Cached* is the time
-   of moving back to the previous value or forth again, both in the
-   caches (median of ``2 * max(3, --repeats)`` moves).
+- *first result*: from the control's change to the first new image in the
+  widget (a frame of live curves, or the final figure if there is none);
+- *final*: to the final figure (the whole response; outside a kernel the
+  widget answers a change synchronously);
+- the time in each framework's run (``cached_run``, overlapping when the
+  runs are concurrent).
 
-Targets (issue #7): uncached response <= 1 s, cached <= 50 ms. The uncached
-target is judged on the widget's whole response (all its frameworks);
-below the table, each missed target names its biggest part.
+Per widget the table gives the medians over its moves and how many of its
+``M`` moves were within 0.3 s (first result) and 1 s (final); *cached* is
+the median of moving back and forth between two settings in the caches.
+Targets (issue #19): first result <= 0.3 s and final <= 1 s, median of
+moves, for every widget.
 """
 
 from __future__ import annotations
@@ -62,31 +59,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:  # benchmarks/ is not a package
-    sys.path.insert(0, str(HERE))
+# The package measured: this checkout's, or an earlier one's (--before).
+PACKAGE_ROOT = Path(os.environ.get("EXPLODEBOOK_BENCH_PACKAGE", ROOT))
+for path in (HERE, PACKAGE_ROOT):  # benchmarks/ is not a package
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+    sys.path.append(str(ROOT))
 
-UNCACHED_TARGET_S = 1.0
+FIRST_TARGET_S = 0.3
+FINAL_TARGET_S = 1.0
 CACHED_TARGET_S = 0.050
-WORKER_TIMEOUT_S = 1200  # one chapter's worker, including its measurements
-
-COLD = """
-import json, os, statistics, sys, time
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-start = time.perf_counter()
-from explodebook import RunSpec
-from explodebook.backends import {framework} as backend
-spec = RunSpec.from_dict(json.loads(sys.argv[1]))
-backend.run(spec)
-cold = time.perf_counter() - start
-warm = []
-for _ in range({repeats}):
-    t0 = time.perf_counter()
-    backend.run(spec)
-    warm.append(time.perf_counter() - t0)
-print(json.dumps({{"cold": cold, "warm": statistics.median(warm)}}))
-"""
+WORKER_TIMEOUT_S = 1500  # one chapter's worker, including its measurements
 
 
 # -- finding the chapters and their explorers --------------------------------------
@@ -217,95 +201,102 @@ def spec_with(explorer: Any, name: str, value: Any) -> Any:
         return None
 
 
-def pick_move(explorer: Any) -> tuple[str, Any, Any]:
-    """The first control's name, its current value and the value to move to.
+def pick_value(explorer: Any, name: str) -> Any:
+    """The value to move control ``name`` to: adjacent, valid, preferably not run yet.
 
-    Prefers an adjacent value whose spec the chapter has not run (in any of
-    the widget's frameworks) and that is a valid spec.
+    Returns ``None`` if the control offers no other valid value.
     """
     from explodebook import cache
 
-    name, control = next(iter(explorer.controls.items()))
+    control = explorer.controls[name]
     values = option_values(control)
+    valid = [v for v in values if v == control.value or spec_with(explorer, name, v) is not None]
+    if len(valid) < 2:
+        return None
     run_specs = {spec for _, spec in list(cache._traces)}
-    seen = [v for v in values if spec_with(explorer, name, v) in run_specs]
-    seen += [v for v in values if spec_with(explorer, name, v) is None]  # invalid
-    return name, control.value, adjacent_value(values, control.value, seen)
+    seen = [v for v in valid if spec_with(explorer, name, v) in run_specs]
+    return adjacent_value(valid, control.value, seen)
+
+
+def pick_move(explorer: Any) -> tuple[str, Any, Any]:
+    """The first control's name, its current value and the value to move it to."""
+    name, control = next(iter(explorer.controls.items()))
+    return name, control.value, pick_value(explorer, name)
 
 
 @contextlib.contextmanager
-def timing_widget_calls() -> Iterator[dict[str, list[float]]]:
-    """Time the `cached_run` calls (per framework) and the drawing of `Explorer.update`.
-
-    The drawing is the explorer's ``draw`` and `explodebook.scrubber.figure_png`:
-    from the end of the last run to the end of ``figure_png``.
-    """
+def timing_runs() -> Iterator[dict[str, float]]:
+    """Seconds spent in the widget's `cached_run` calls, per framework (summed)."""
     from explodebook import widgets
 
-    times: dict[str, list[float]] = {}
-    run, png = widgets.cached_run, widgets.figure_png
-    last_run_end = [0.0]
+    times: dict[str, float] = {}
+    run = widgets.cached_run
 
-    def timed_run(spec: Any, framework: str = "torch") -> Any:
+    def timed_run(spec: Any, framework: str = "torch", **options: Any) -> Any:
         start = time.perf_counter()
         try:
-            return run(spec, framework)
+            return run(spec, framework, **options)
         finally:
-            last_run_end[0] = time.perf_counter()
-            times.setdefault(framework, []).append(last_run_end[0] - start)
+            times[framework] = times.get(framework, 0.0) + time.perf_counter() - start
 
-    def timed_png(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return png(*args, **kwargs)
-        finally:
-            times.setdefault("draw", []).append(time.perf_counter() - last_run_end[0])
-
-    widgets.cached_run, widgets.figure_png = timed_run, timed_png
+    widgets.cached_run = timed_run
     try:
         yield times
     finally:
-        widgets.cached_run, widgets.figure_png = run, png
+        widgets.cached_run = run
 
 
-def measure_response(explorer: Any, repeats: int) -> dict[str, Any]:
-    """Uncached and cached response of moving the explorer's first control."""
+def measure_move(explorer: Any, name: str, new: Any) -> dict[str, Any]:
+    """Move control ``name`` to ``new`` uncached; then cached moves; put it back."""
     from explodebook import cache, widgets
 
-    name, old, new = pick_move(explorer)
-    result: dict[str, Any] = {
-        "control": name, "from": _show(old), "to": _show(new),
-        "error_default": explorer.error,
-    }  # fmt: skip
-    if new is None:
-        result["note"] = "the first control offers one value only"
-        return result
     control = explorer.controls[name]
-    uncached, parts, errors = [], [], []
-    for _ in range(max(1, repeats)):
-        control.value = old  # (unmeasured, possibly from the caches)
-        cache.clear()
-        widgets._PNG_CACHE.clear()
-        with timing_widget_calls() as times:
+    old = control.value
+    cache.clear()
+    widgets._PNG_CACHE.clear()
+    stamps: list[float] = []
+
+    def seen(change: Any) -> None:
+        stamps.append(time.perf_counter())
+
+    explorer.image.observe(seen, names="value")
+    try:
+        with timing_runs() as runs:
             start = time.perf_counter()
             control.value = new
-            uncached.append(time.perf_counter() - start)
-        errors.append(explorer.error)
-        parts.append({key: sum(values) for key, values in times.items()})
-    result["uncached"] = statistics.median(uncached)
-    result["uncached_first"] = uncached[0]
-    result["parts"] = {
-        key: statistics.median(p.get(key, 0.0) for p in parts)
-        for key in sorted({k for p in parts for k in p})
-    }
-    result["error_moved"] = next((e for e in errors if e), None)
+            final = time.perf_counter() - start
+    finally:
+        explorer.image.unobserve(seen, names="value")
+    first = stamps[0] - start if stamps else final
+    result = {"control": name, "from": _show(old), "to": _show(new), "first": first,
+              "final": final, "frames": len(stamps), "runs": dict(runs),
+              "error": explorer.error}  # fmt: skip
+    control.value = old  # (unmeasured: runs the old setting again, into the cache)
     cached = []
-    for _ in range(max(3, repeats)):  # both settings are in the caches now
-        for value in (old, new):
+    for _ in range(2):  # both settings are in the caches now
+        for value in (new, old):
             start = time.perf_counter()
             control.value = value
             cached.append(time.perf_counter() - start)
     result["cached"] = statistics.median(cached)
-    control.value = old
+    return result
+
+
+def measure_widget(explorer: Any, repeats: int) -> dict[str, Any]:
+    """Every control moved once (``repeats`` times), uncached; medians over the moves."""
+    moves, skipped = [], []
+    for name in explorer.controls:
+        new = pick_value(explorer, name)
+        if new is None:
+            skipped.append(name)
+            continue
+        for _ in range(max(1, repeats)):
+            moves.append(measure_move(explorer, name, new))
+    result: dict[str, Any] = {"moves": moves, "skipped": skipped,
+                              "error_default": explorer.error}  # fmt: skip
+    if moves:
+        for key in ("first", "final", "cached"):
+            result[key] = statistics.median(m[key] for m in moves)
     return result
 
 
@@ -322,10 +313,10 @@ def summarize_spec(spec: Any) -> str:
     return f"{shape}, {spec.steps} steps"
 
 
-def worker(path: Path, repeats: int, skip_cold: bool) -> dict[str, Any]:
+def worker(path: Path, repeats: int) -> dict[str, Any]:
     """Run one chapter and measure its explorers (in this process)."""
+    import explodebook
     from explodebook.backends import torch as _  # noqa: F401  (torch before TensorFlow)
-    from run import warm  # benchmarks/run.py
 
     explorers, seconds = run_chapter(path)
     widgets_out = []
@@ -339,41 +330,22 @@ def worker(path: Path, repeats: int, skip_cold: bool) -> dict[str, Any]:
             "spec": explorer.base.to_dict(),
             "summary": summarize_spec(explorer.base),
         }
-        entry.update(measure_response(explorer, repeats))
-        if skip_cold:
-            entry["latency"] = {
-                fw: {"cold": None, "warm": warm(fw, repeats, spec=explorer.base)}
-                for fw in explorer.frameworks
-            }
+        entry.update(measure_widget(explorer, repeats))
         widgets_out.append(entry)
-    return {"chapter": path.name, "seconds": seconds, "widgets": widgets_out}
+    return {"chapter": path.name, "seconds": seconds, "widgets": widgets_out,
+            "package": str(Path(explodebook.__file__).parent)}  # fmt: skip
 
 
-def cold(spec: dict[str, Any], framework: str, repeats: int) -> dict[str, Any]:
-    """Cold (import + first run) and warm seconds in a fresh process.
-
-    A process that fails is tried once more; if it fails again, the result
-    holds ``None`` times and the last line of its error output.
-    """
-    command = [sys.executable, "-c", COLD.format(framework=framework, repeats=repeats),
-               json.dumps(spec)]  # fmt: skip
-    for _ in range(2):
-        out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-        if out.returncode == 0:
-            return json.loads(out.stdout.strip().splitlines()[-1])
-    lines = out.stderr.strip().splitlines() or [f"exit status {out.returncode}"]
-    return {"cold": None, "warm": None, "error": lines[-1]}
-
-
-def measure_chapter(path: Path, repeats: int, skip_cold: bool) -> dict[str, Any]:
-    """One worker process for the chapter, then the cold processes."""
+def measure_chapter(path: Path, repeats: int, package: Path | None = None) -> dict[str, Any]:
+    """One worker process for the chapter, with this package or the one at ``package``."""
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         env = dict(os.environ, MPLBACKEND="agg")
+        env.pop("EXPLODEBOOK_BENCH_PACKAGE", None)
+        if package is not None:
+            env["EXPLODEBOOK_BENCH_PACKAGE"] = str(package)
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(path),
                    "--result", str(result_file), "--repeats", str(repeats)]  # fmt: skip
-        if skip_cold:
-            command.append("--skip-cold")
         try:
             done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
                                   timeout=WORKER_TIMEOUT_S)  # fmt: skip
@@ -381,11 +353,7 @@ def measure_chapter(path: Path, repeats: int, skip_cold: bool) -> dict[str, Any]
             return {"chapter": path.name, "failed": [f"timed out after {WORKER_TIMEOUT_S} s"]}
         if done.returncode != 0:
             return {"chapter": path.name, "failed": done.stderr.strip().splitlines()[-20:]}
-        result = json.loads(result_file.read_text())
-    if not skip_cold:
-        for entry in result["widgets"]:
-            entry["latency"] = {fw: cold(entry["spec"], fw, repeats) for fw in entry["frameworks"]}
-    return result
+        return json.loads(result_file.read_text())
 
 
 # -- the report ------------------------------------------------------------------
@@ -395,89 +363,119 @@ def _s(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def widget_rows(results: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Table rows (one per widget) and one note per missed target or problem."""
+def _within(moves: Sequence[dict[str, Any]], key: str, limit: float) -> str:
+    return f"{sum(m[key] <= limit for m in moves)} of {len(moves)}"
+
+
+def _widgets(chapter: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
+    if not chapter or "failed" in chapter:
+        return {}
+    return {w["number"]: w for w in chapter["widgets"]}
+
+
+def widget_rows(
+    results: Sequence[dict[str, Any]], before: Sequence[dict[str, Any]] | None = None
+) -> tuple[list[str], list[str], dict[str, list[int]]]:
+    """Table rows (one per widget), notes, and per version the widgets meeting each target.
+
+    ``before``: the same chapters measured with the earlier package (or
+    ``None``). The counts are ``[first within 0.3 s, final within 1 s,
+    widgets measured]`` under ``"after"`` (and ``"before"``).
+    """
     rows, notes = [], []
+    counts = {"after": [0, 0, 0], "before": [0, 0, 0]}
+    earlier = {c["chapter"]: c for c in before or ()}
     for chapter in results:
         name = chapter["chapter"].removesuffix(".md")
-        if "failed" in chapter:
-            notes.append(f"- {name}: the chapter failed to run: `{chapter['failed'][-1]}`")
-            continue
-        for w in chapter["widgets"]:
-            lat = w.get("latency", {})
-            cells = [name, str(w["number"]), ", ".join(w["controls"]), ", ".join(w["frameworks"]),
-                     w["summary"]]  # fmt: skip
-            for fw in ("torch", "keras"):
-                cells += [_s(lat.get(fw, {}).get("cold")), _s(lat.get(fw, {}).get("warm"))]
-            label = f"{name} widget {w['number']} ({w['control']} {w['from']} → {w['to']})"
-            if "uncached" not in w:
-                cells += ["–", "–", "–", "–"]
-                notes.append(f"- {label}: not measured: {w.get('note')}")
+        for label, ch in (("after", chapter), ("before", earlier.get(chapter["chapter"]))):
+            if ch is not None and "failed" in ch:
+                notes.append(f"- {name} ({label}): the chapter failed to run: `{ch['failed'][-1]}`")
+        old = _widgets(earlier.get(chapter["chapter"]))
+        for number, w in _widgets(chapter).items():
+            b = old.get(number)
+            cells = [name, str(number), ", ".join(w["controls"]), ", ".join(w["frameworks"]),
+                     w["summary"], str(len(w["moves"]))]  # fmt: skip
+            for version, x in (("before", b), ("after", w)):
+                if x is None or not x.get("moves"):
+                    cells += ["–", "–"]
+                    continue
+                cells += [_s(x["first"]), _s(x["final"])]
+                counts[version][0] += x["first"] <= FIRST_TARGET_S
+                counts[version][1] += x["final"] <= FINAL_TARGET_S
+                counts[version][2] += 1
+            if not w.get("moves"):
+                cells += ["–", "–", "–", "–", "–"]
+                notes.append(f"- {name} widget {number}: no control offers a second valid value")
             else:
-                parts = w["parts"]
-                split = " / ".join(_s(parts.get(k)) for k in ("torch", "keras", "draw"))
-                ok_u = w["uncached"] <= UNCACHED_TARGET_S
-                ok_c = w["cached"] <= CACHED_TARGET_S
-                cells += [f"{w['uncached']:.2f} ({split})", f"{w['cached'] * 1e3:.1f}",
-                          "✓" if ok_u else "✗", "✓" if ok_c else "✗"]  # fmt: skip
-                if not ok_u:
-                    big = max(("torch", "keras", "draw"), key=lambda k: parts.get(k, 0.0))
-                    what = "drawing" if big == "draw" else f"the {big} run"
-                    torch_only = parts.get("torch", 0.0) + parts.get("draw", 0.0)
-                    notes.append(
-                        f"- {label}: uncached {w['uncached']:.2f} s > 1 s; biggest part: "
-                        f"{what} ({parts[big]:.2f} s); torch run + draw alone "
-                        f"{torch_only:.2f} s."
-                    )
-                if w["uncached_first"] > 1.5 * w["uncached"]:
-                    notes.append(
-                        f"- {label}: the first uncached move took {w['uncached_first']:.2f} s "
-                        f"(median {w['uncached']:.2f} s): a one-off cost such as Keras "
-                        "tracing a new graph shape."
-                    )
-                if not ok_c:
-                    notes.append(
-                        f"- {label}: cached {w['cached'] * 1e3:.0f} ms > 50 ms (nothing is "
-                        "run or drawn on a cached move: the time is the widget's own)."
-                    )
-            for fw, times in lat.items():
-                if times.get("error"):
-                    notes.append(f"- {label}: the cold {fw} process failed twice: `{times['error']}`")
-            for key in ("error_default", "error_moved"):
+                ratio = w["final"] / b["final"] if b and b.get("moves") else None
+                cells += [_s(ratio), _within(w["moves"], "first", FIRST_TARGET_S),
+                          _within(w["moves"], "final", FINAL_TARGET_S), f"{w['cached'] * 1e3:.1f}",
+                          "✓" if w["first"] <= FIRST_TARGET_S and w["final"] <= FINAL_TARGET_S
+                          else "✗"]  # fmt: skip
+                notes += _move_notes(f"{name} widget {number}", w)
+            for key in ("error_default",):
                 if w.get(key):
-                    notes.append(f"- {label}: explorer.error = `{w[key]}`")
+                    notes.append(f"- {name} widget {number}: explorer.error = `{w[key]}`")
             rows.append("| " + " | ".join(cells) + " |")
-    return rows, notes
+    return rows, notes, counts
 
 
-def report(results: Sequence[dict[str, Any]], header: str, repeats: int, skip_cold: bool) -> str:
-    rows, notes = widget_rows(results)
+def _move_notes(label: str, w: dict[str, Any]) -> list[str]:
+    """One note per move over a target: what it took and where the time went."""
+    notes = []
+    for m in w["moves"]:
+        if m.get("error"):
+            notes.append(f"- {label} ({m['control']} {m['from']} → {m['to']}): error `{m['error']}`")
+        if m["final"] > FINAL_TARGET_S or m["first"] > FIRST_TARGET_S:
+            runs = ", ".join(f"{fw} run {t:.2f} s" for fw, t in sorted(m["runs"].items()))
+            notes.append(
+                f"- {label} ({m['control']} {m['from']} → {m['to']}): first {m['first']:.2f} s, "
+                f"final {m['final']:.2f} s ({runs or 'no run'}; {m['frames']} images)"
+            )
+    return notes
+
+
+def report(
+    results: Sequence[dict[str, Any]],
+    header: str,
+    repeats: int,
+    before: Sequence[dict[str, Any]] | None = None,
+    before_name: str = "",
+) -> str:
+    rows, notes, counts = widget_rows(results, before)
     times = ", ".join(
         f"{r['chapter'].removesuffix('.md')} {r['seconds']:.0f} s" for r in results if "seconds" in r
     )
+
+    def count(version: str) -> str:
+        first, final, n = counts[version]
+        return (f"first result ≤ 0.3 s: {first} of {n} widgets; final figure ≤ 1 s: "
+                f"{final} of {n} widgets")  # fmt: skip
+
+    summary = [f"- After (this checkout): {count('after')}."]
+    if before is not None:
+        summary.insert(0, f"- Before ({before_name}): {count('before')}.")
     return "\n".join(
         [
-            "# Chapter widgets: default experiment latency and response",
+            "# Chapter widgets: time to a first result and to the final figure",
             "",
             f"Machine: {header}.",
             "",
-            "| chapter | widget | controls | frameworks | spec | cold torch (s) | "
-            "warm torch (s) | cold keras (s) | warm keras (s) | "
-            "uncached response (s) (run torch / run keras / draw) | cached response (ms) | "
-            "≤ 1 s uncached | ≤ 50 ms cached |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *summary,
+            "",
+            "| page | widget | controls | frameworks | spec | moves M | before: first (s) | "
+            "before: final (s) | after: first (s) | after: final (s) | final after / before | "
+            "after: first ≤ 0.3 s | after: final ≤ 1 s | after: cached (ms) | targets met |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            *(notes or ["All widgets meet both targets."]),
+            *(notes or ["Every move meets both targets."]),
             "",
-            f"Chapters run one at a time (execution time in the worker: {times}). "
-            f"Warm and uncached: medians of {repeats}; cached: median of "
-            f"{2 * max(3, repeats)} moves. Cold: a fresh process importing explodebook "
-            "and the backend and running the widget's base spec once"
-            + (" (skipped: --skip-cold; warm measured in the chapter's process)" if skip_cold else "")
-            + ". Response: moving the widget's first control to an adjacent value "
-            "(run in all the widget's frameworks, then drawn); '–' = not applicable. "
-            "Not part of the tests.",
+            f"Pages run one at a time, before and after alternating per page (execution "
+            f"time of the page in the after worker: {times}). First and final: medians over "
+            f"the widget's M moves (every control moved once{'' if repeats == 1 else f', {repeats} times'} "
+            "to an adjacent valid value, uncached: run and PNG caches cleared); cached: median "
+            "of 4 moves between two settings in the caches. Not part of the tests.",
             "",
         ]
     )
@@ -486,34 +484,47 @@ def report(results: Sequence[dict[str, Any]], header: str, repeats: int, skip_co
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chapters", nargs="*", metavar="NN",
-                        help="chapter file prefixes, e.g. 01 07 (default: every chapter "
-                             "with an explore widget)")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=3, help="runs per median (default 3)")
+                        help="page file prefixes, e.g. 01 07 (default: every page with an "
+                             "explore widget)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="uncached moves per control (default 1)")  # fmt: skip
+    parser.add_argument("--before", type=Path, metavar="PATH",
+                        help="a checkout of an earlier version: measure it too, alternating")
     parser.add_argument("--out", type=Path, default=HERE / "chapter_results.md")
-    parser.add_argument("--skip-cold", action="store_true",
-                        help="leave out the cold processes (warm is measured in the worker)")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        result = worker(args.worker, args.repeats, args.skip_cold)
+        result = worker(args.worker, args.repeats)
         args.result.write_text(json.dumps(result))
         return
 
     from explodebook.backends import torch as _  # noqa: F401  (torch before TensorFlow)
     from run import machine
 
+    if args.before is not None and not (args.before / "explodebook" / "__init__.py").exists():
+        raise SystemExit(f"--before {args.before}: no explodebook package there")
     header = machine()
-    results = []
+    before_name = ""
+    if args.before is not None:
+        commit = subprocess.run(["git", "-C", str(args.before), "log", "-1", "--format=%h %s"],
+                                capture_output=True, text=True).stdout.strip()  # fmt: skip
+        before_name = f"the package at commit {commit[:60]}" if commit else str(args.before)
+    results: list[dict[str, Any]] = []
+    earlier: list[dict[str, Any]] | None = [] if args.before is not None else None
     paths = select_chapters(args.chapters)
     for done, path in enumerate(paths, start=1):
         start = time.perf_counter()
-        results.append(measure_chapter(path, args.repeats, args.skip_cold))
-        print(f"{path.name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        text = report(results, header, args.repeats, args.skip_cold)
+        if earlier is not None:
+            earlier.append(measure_chapter(path, args.repeats, args.before))
+        results.append(measure_chapter(path, args.repeats))
+        print(f"{path.name}: {time.perf_counter() - start:.0f} s, load average "
+              f"{os.getloadavg()[0]:.2f}", file=sys.stderr)  # fmt: skip
+        text = report(results, header, args.repeats, earlier, before_name)
+        text += f"\nLoad average at the end: {os.getloadavg()[0]:.2f}.\n"
         if done < len(paths):  # keep what is measured if a later chapter stops the run
-            text += f"\n(Partial: {done} of {len(paths)} chapters measured so far.)\n"
+            text += f"\n(Partial: {done} of {len(paths)} pages measured so far.)\n"
         args.out.write_text(text)
     print(text)
 

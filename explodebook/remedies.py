@@ -60,23 +60,21 @@ def draw_pair(
     """
     fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
     series: dict[str, int] = {}
+    colors, names = [], []
     for trace in traces:
         k = series.get(trace.framework, 0)
         series[trace.framework] = k + 1
-        color = plots.SERIES_COLORS[k % len(plots.SERIES_COLORS)]
-        loss = np.asarray(trace.loss, dtype=np.float64)
-        shown = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
+        colors.append(plots.SERIES_COLORS[k % len(plots.SERIES_COLORS)])
         name = labels[k] if labels is not None else trace.label
-        ax.plot(np.arange(loss.size), shown, color=color, lw=1.1,
-                ls=plots.FRAMEWORK_LINESTYLES[trace.framework],
-                label=name if trace.framework == FRAMEWORKS[0] else None)
-        if trace.diverged:
-            finite = np.flatnonzero(np.isfinite(shown))
-            last = finite[-1] if finite.size else 0
-            ax.plot(last, shown[last] if finite.size else 1.0, "x", color=color,
-                    ms=7, mew=2)
+        # One legend entry per run: the first framework's line ("_": none).
+        names.append(name if trace.framework == FRAMEWORKS[0] else f"_{name}")
+    plots.loss_curve(list(traces), ax=ax, labels=names, colors=colors,
+                     divergence="compact", legend=False)  # fmt: skip
     if reference is not None:
+        # The y range stays the runs' own, as before loss_curve drew them.
+        ylim = ax.get_ylim()
         ax.axhline(reference, color="black", ls=":", lw=1)
+        ax.set_ylim(ylim)
     ax.plot([], [], color="0.3", ls=plots.FRAMEWORK_LINESTYLES["torch"], label="PyTorch")
     ax.plot([], [], color="0.3", ls=plots.FRAMEWORK_LINESTYLES["keras"], label="Keras")
     ax.set(yscale="log", xlabel="step", ylabel="loss (log)", title=title)

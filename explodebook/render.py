@@ -1,7 +1,9 @@
 """Matplotlib figures to PNG bytes: the one renderer of scrubbers and widgets.
 
 `figure_png` saves a figure and closes it; `draw_png` calls a drawing
-function first and closes every figure it opened.
+function first and closes every figure it opened; `canvas_png` saves a
+figure that is redrawn in place (`explodebook.plots.live.LiveCurves`) and
+keeps it open.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["figure_png", "draw_png"]
+__all__ = ["figure_png", "draw_png", "canvas_png"]
 
 
 def _figure(obj: Any) -> Any:
@@ -105,3 +107,22 @@ def draw_png(draw: Callable[..., Any], args: tuple[Any, ...], dpi: float = 80) -
             plt.close(n)
         if fig is not None:
             plt.close(fig)
+
+
+def canvas_png(figure: Any, dpi: float = 72) -> bytes:
+    """A figure that is updated in place, as PNG bytes, light compression; the figure stays open.
+
+    For frames that only travel to a browser next to the kernel (a
+    widget's live curves): ``compress_level=1`` and no ``Software`` chunk,
+    as `figure_png` with ``fast=True``.
+
+    Raises:
+        TypeError: ``figure`` is neither a Figure nor an Axes.
+    """
+    fig = _figure(figure)
+    if fig is None:
+        raise TypeError(f"expected a matplotlib Figure or Axes, got {type(figure).__name__}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None},
+                pil_kwargs={"compress_level": 1})  # fmt: skip
+    return buffer.getvalue()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
@@ -16,10 +17,16 @@ from typing import Any
 from explodebook.cache import cached_run
 from explodebook.checks import check_frameworks, describe, expect, expect_spec, plain
 from explodebook.metrics import status
+from explodebook.liveruns import LiveRuns
 from explodebook.notebook import in_kernel
 from explodebook.render import figure_png
 from explodebook.spec import CHOICES, RunSpec
 from explodebook.trace import Trace
+
+# Live frames from this long after a change (quicker runs go straight to the figure), then at
+# most every PREVIEW_SECONDS, 4x their drawing time apart (drawing holds the GIL torch needs).
+FIRST_FRAME_SECONDS = 0.1
+PREVIEW_SECONDS = 0.5
 
 __all__ = ["explore", "Explorer", "DEFAULT_OPTIONS", "Draw"]
 
@@ -94,6 +101,12 @@ class Explorer:
     Outside a kernel (scripts, tests) a change runs at once, in the caller's
     thread.
 
+    A setting's frameworks train at once, a thread each (``concurrent``,
+    `explodebook.liveruns.LiveRuns`); meanwhile the loss and gradient-norm
+    curves grow in the image (``progressive``, from the first chunk of
+    steps), until ``draw``'s figure replaces them. A run whose setting the
+    reader has left stops at its next chunk of steps.
+
     Attributes:
         base: the spec the controls modify.
         controls: one widget per explored field, by field name.
@@ -109,6 +122,8 @@ class Explorer:
         frameworks: Sequence[str],
         draw: Draw,
         background: bool | None = None,
+        progressive: bool = True,
+        concurrent: bool = True,
     ) -> None:
         import ipywidgets as w
 
@@ -118,6 +133,11 @@ class Explorer:
         self.traces: list[Trace] = []
         self.error: str | None = None
         self.background = in_kernel() if background is None else bool(background)
+        self.progressive = bool(progressive)
+        self.concurrent = bool(concurrent)
+        #: frames of live curves shown (``progressive``)
+        self.previews = 0
+        self._live: Any = None  # the LiveCurves, made at the first frame
         #: settings drawn, and settings whose run finished after a newer
         #: setting was asked for (their result was dropped)
         self.drawn = 0
@@ -212,8 +232,8 @@ class Explorer:
             spec = self.spec
             key = (spec, self.frameworks, self.draw)
             png = _PNG_CACHE.get(key)
-            traces = [cached_run(spec, fw) for fw in self.frameworks]
-            if stale():
+            traces = self._run(spec, stale)
+            if traces is None:  # abandoned for a newer setting
                 self.dropped += 1
                 return
             self.traces = traces
@@ -243,6 +263,34 @@ class Explorer:
         self.status.value = _summary(self.traces)
         self.drawn += 1
 
+    def _run(self, spec: RunSpec, stale: Callable[[], bool]) -> list[Trace] | None:
+        """``spec``'s traces (``None`` if it went stale), drawing live curves meanwhile."""
+        # cached_run looked up at call time, through this module: tests replace it.
+        runs = LiveRuns(spec, self.frameworks, lambda s, fw: cached_run(s, fw, progress=False),
+                        self.concurrent)  # fmt: skip
+        next_frame = time.perf_counter() + FIRST_FRAME_SECONDS
+        while not runs.done.wait(0.02):
+            if stale():
+                runs.abandon()
+                return None
+            if self.progressive and runs.fresh and time.perf_counter() >= next_frame:
+                start = time.perf_counter()
+                self._show_live(spec, runs)
+                cost = time.perf_counter() - start
+                next_frame = time.perf_counter() + max(PREVIEW_SECONDS, 4 * cost)
+        return None if stale() else runs.result()
+
+    def _show_live(self, spec: RunSpec, runs: LiveRuns) -> None:
+        from explodebook.plots.live import LiveCurves
+        from explodebook.render import canvas_png
+
+        self._live = self._live or LiveCurves(self.frameworks)
+        partial = runs.partial()
+        title = f"training: {runs.steps_done()} of {spec.steps} steps"
+        self.image.value = canvas_png(self._live.update(partial, spec.steps, title))
+        self.status.value = f"<i>{title}&hellip;</i>"
+        self.previews += 1
+
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
@@ -266,6 +314,8 @@ def explore(
     frameworks: str | Sequence[str] = "torch",
     draw: Draw | None = None,
     background: bool | None = None,
+    progressive: bool = True,
+    concurrent: bool = True,
 ) -> Explorer:
     """Interactive controls over some `RunSpec` fields, re-running on change.
 
@@ -282,6 +332,10 @@ def explore(
             the figure; the default plots loss and gradient norm.
         background: run on a worker thread, dropping stale settings
             (`Explorer`); default: in a Jupyter kernel, yes.
+        progressive: show the loss and gradient-norm curves growing while
+            a setting trains, before ``draw``'s figure (`Explorer`).
+        concurrent: train the frameworks of a setting at the same time,
+            one thread each.
 
     Returns:
         an `Explorer`; display it (as the last expression of a cell) to
@@ -339,4 +393,6 @@ def explore(
             "explore(draw=...) expects a function that takes the traces and returns "
             f"a figure, or None, got {describe(draw)}"
         )
-    return Explorer(base, options, names, draw or default_draw, background)
+    return Explorer(
+        base, options, names, draw or default_draw, background, bool(progressive), bool(concurrent)
+    )

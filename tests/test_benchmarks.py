@@ -88,10 +88,12 @@ def test_run_chapter_records_every_explorer_with_its_cell(tmp_path: Path) -> Non
     cache.cached_run(second.base.replace(depth=4), "torch")  # now 4 has been run
     assert chapters.pick_move(second) == ("depth", 2, 1)
 
-    result = chapters.measure_response(first, repeats=1)
-    assert (result["control"], result["from"], result["to"]) == ("learning_rate", 0.01, 0.03)
-    assert set(result["parts"]) == {"torch", "draw"}
-    assert result["error_moved"] is None and result["cached"] >= 0
+    result = chapters.measure_widget(first, repeats=1)
+    [move] = result["moves"]
+    assert (move["control"], move["from"], move["to"]) == ("learning_rate", 0.01, 0.03)
+    assert set(move["runs"]) == {"torch"} and move["error"] is None
+    assert 0 < move["first"] <= move["final"] and move["cached"] >= 0
+    assert result["final"] == move["final"] and result["skipped"] == []
     assert first.controls["learning_rate"].value == 0.01  # moved back
 
 
@@ -113,31 +115,53 @@ def test_adjacent_value() -> None:
     assert chapters.adjacent_value([5], 5) is None
 
 
-def test_widget_rows_mark_missed_targets_and_name_the_biggest_part() -> None:
-    widget = {
-        "number": 1, "controls": ["seq_len", "init"], "frameworks": ["torch", "keras"],
-        "summary": "rnn simple 1x32, T=20, 500 steps", "control": "seq_len", "from": 20,
-        "to": 40, "uncached": 3.0, "uncached_first": 3.1, "parts": {"torch": 0.8, "keras": 2.0, "draw": 0.1},
-        "cached": 0.2, "latency": {"torch": {"cold": 9.0, "warm": 0.5}},
-        "error_default": None, "error_moved": "SpecError: bad",
-    }  # fmt: skip
-    rows, notes = chapters.widget_rows([{"chapter": "02_x.md", "seconds": 1, "widgets": [widget]}])
-    assert len(rows) == 1
+def _move(control: str, first: float, final: float, **extra) -> dict:
+    return {"control": control, "from": 1, "to": 2, "first": first, "final": final,
+            "frames": 2, "runs": {"torch": 0.5}, "error": None, "cached": 0.01, **extra}
+
+
+def _widget(moves: list, **extra) -> dict:
+    widget = {"number": 1, "controls": [m["control"] for m in moves], "frameworks": ["torch"],
+              "summary": "mlp 1x25 relu, 400 steps", "moves": moves, "skipped": [],
+              "error_default": None}  # fmt: skip
+    if moves:
+        for key in ("first", "final", "cached"):
+            widget[key] = sorted(m[key] for m in moves)[len(moves) // 2]
+    return {**widget, **extra}
+
+
+def test_widget_rows_count_moves_within_the_targets_before_and_after() -> None:
+    after = _widget([_move("lr", 0.2, 0.8), _move("depth", 0.25, 1.4), _move("seed", 0.5, 0.9)])
+    before = _widget([_move("lr", 1.6, 1.6), _move("depth", 2.0, 2.0), _move("seed", 1.0, 1.0)])
+    rows, notes, counts = chapters.widget_rows(
+        [{"chapter": "02_x.md", "seconds": 1, "widgets": [after]}],
+        [{"chapter": "02_x.md", "seconds": 1, "widgets": [before]}],
+    )
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[:2] == ["02_x", "1"]
-    assert cells[5:9] == ["9.00", "0.50", "–", "–"]
-    assert cells[9] == "3.00 (0.80 / 2.00 / 0.10)"
-    assert cells[10:] == ["200.0", "✗", "✗"]
+    assert cells[:2] == ["02_x", "1"] and cells[5] == "3"
+    assert cells[6:10] == ["1.60", "1.60", "0.25", "0.90"]  # medians of the moves
+    assert cells[10] == f"{0.9 / 1.6:.2f}"  # final after / before
+    assert cells[11:13] == ["2 of 3", "2 of 3"]
+    assert cells[13:] == ["10.0", "✓"]
+    assert counts == {"after": [1, 1, 1], "before": [0, 0, 1]}
     text = "\n".join(notes)
-    assert "the keras run (2.00 s)" in text and "torch run + draw alone 0.90 s" in text
-    assert "cached 200 ms" in text and "SpecError: bad" in text
-    assert "first uncached move" not in text
-    slow_first = dict(widget, uncached_first=7.0)
-    _, notes = chapters.widget_rows([{"chapter": "02_x.md", "seconds": 1, "widgets": [slow_first]}])
-    assert any("first uncached move took 7.00 s" in n for n in notes)
-    ok = dict(widget, uncached=0.5, uncached_first=0.6, cached=0.01, error_moved=None)
-    rows, notes = chapters.widget_rows([{"chapter": "02_x.md", "seconds": 1, "widgets": [ok]}])
-    assert rows[0].rstrip(" |").endswith("✓ | ✓") and notes == []
+    assert "(depth 1 → 2): first 0.25 s, final 1.40 s (torch run 0.50 s; 2 images)" in text
+    assert "(seed 1 → 2): first 0.50 s" in text and "(lr" not in text
+
+
+def test_widget_rows_without_before_and_a_failed_chapter() -> None:
+    slow = _widget([_move("lr", 0.4, 1.2, error="SpecError: bad")])
+    rows, notes, counts = chapters.widget_rows(
+        [{"chapter": "09_y.md", "seconds": 1, "widgets": [slow]}, {"chapter": "10_z.md",
+          "failed": ["Traceback", "RuntimeError: boom"]}]  # fmt: skip
+    )
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[6:11] == ["–", "–", "0.40", "1.20", "–"] and cells[-1] == "✗"
+    assert counts["after"] == [0, 0, 1] and counts["before"] == [0, 0, 0]
+    assert any("error `SpecError: bad`" in n for n in notes)
+    assert any("10_z (after): the chapter failed to run: `RuntimeError: boom`" in n for n in notes)
+    text = chapters.report([{"chapter": "09_y.md", "seconds": 1, "widgets": [slow]}], "m", 1)
+    assert "final figure ≤ 1 s: 0 of 1 widgets" in text and "Before" not in text
 
 
 # -- scaling ---------------------------------------------------------------------
@@ -201,28 +225,6 @@ def test_help(script: str) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "--repeats" in out.stdout and "--out" in out.stdout
-
-
-def test_a_failing_cold_process_is_retried_and_reported(monkeypatch) -> None:
-    calls = []
-
-    def fake_run(command, **kwargs):
-        calls.append(command)
-        return subprocess.CompletedProcess(command, 1, "", "Traceback...\nRuntimeError: boom\n")
-
-    monkeypatch.setattr(chapters.subprocess, "run", fake_run)
-    result = chapters.cold({"steps": 5}, "keras", repeats=1)
-    assert len(calls) == 2
-    assert result == {"cold": None, "warm": None, "error": "RuntimeError: boom"}
-    widget = {
-        "number": 2, "controls": ["lr"], "frameworks": ["keras"], "summary": "s",
-        "control": "lr", "from": 1, "to": 2, "uncached": 0.1, "uncached_first": 0.1,
-        "parts": {"keras": 0.05, "draw": 0.05}, "cached": 0.001, "latency": {"keras": result},
-    }  # fmt: skip
-    rows, notes = chapters.widget_rows([{"chapter": "09_y.md", "seconds": 1, "widgets": [widget]}])
-    cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert cells[5:9] == ["–", "–", "–", "–"]
-    assert notes == ["- 09_y widget 2 (lr 1 → 2): the cold keras process failed twice: `RuntimeError: boom`"]
 
 
 def test_recording_overhead_is_a_cost_per_step_without_fixed_costs() -> None:

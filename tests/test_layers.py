@@ -96,7 +96,7 @@ RECORD = (
     "flat", "metrics", "costs", "budget", "progress",
 )  # fmt: skip
 # What runs a spec: the backends and the paths to them.
-RUNNING = ("backends", "cache", "sweep", "timesteps")
+RUNNING = ("backends", "cache", "sweep", "grid", "timesteps", "liveruns")
 # What judges a trace, and how the verdict is written (parity: how two
 # frameworks' traces of one spec compare).
 JUDGING = ("diagnose", "signs", "report", "outcome", "parity")

@@ -270,3 +270,71 @@ def test_both_frameworks_on_one_axes_stay_visible_when_they_agree():
     ax = plots.loss_curve([keras_trace])
     assert ax.get_lines()[0].get_linestyle() == "-"
     plt.close("all")
+
+
+# -- the compact divergence mark (chapter 10's draw_pair) and the live curves ------
+
+
+def test_loss_curve_compact_mark_is_an_x_where_the_line_ends(classic: Trace) -> None:
+    ax = plots.loss_curve([classic, classic], divergence="compact")
+    assert divergence_texts(ax) == []  # no dashed line, no text
+    step = classic.first_nonfinite_step
+    marks = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert len(marks) == 2
+    # The last finite loss: the line's end, where the "x" sits.
+    assert [float(np.ravel(m.get_xdata())[0]) for m in marks] == [step - 1, step - 1]
+    assert float(np.ravel(marks[0].get_ydata())[0]) == classic.loss[step - 1]
+
+
+def test_loss_curve_refuses_an_unknown_divergence_mark(classic: Trace) -> None:
+    with pytest.raises(ValueError, match="'annotated' or 'compact', got 'dots'"):
+        plots.loss_curve(classic, divergence="dots")
+
+
+def test_draw_pair_draws_through_loss_curve_with_the_compact_mark(classic: Trace) -> None:
+    from explodebook import plots as plots_module
+    from explodebook.remedies import draw_pair
+
+    keras_like = dataclasses.replace(classic, framework="keras")
+    calls = []
+    real = plots_module.loss_curve
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots_module, "loss_curve", spy)
+        fig = draw_pair(classic, keras_like, labels=["run"], reference=1.0, title="t")
+    assert [c["divergence"] for c in calls] == ["compact"]
+    ax = fig.axes[0]
+    assert divergence_texts(ax) == []
+    assert len([line for line in ax.get_lines() if line.get_marker() == "x"]) == 2
+    # One legend entry per run, plus the two frameworks' line styles.
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["run", "PyTorch", "Keras"]
+
+
+def test_live_curves_grow_in_place(healthy: Trace) -> None:
+    from explodebook.plots.live import LiveCurves
+    from explodebook.render import canvas_png
+
+    live = LiveCurves(["torch", "keras"])
+    half = Trace.from_record(_record_of(healthy)[:30], healthy.spec, "torch")
+    fig = live.update([half], healthy.spec.steps, "30 of 60")
+    torch_loss, keras_loss = (lines[0] for lines in live._lines.values())
+    assert len(torch_loss.get_xdata()) == 30 and len(keras_loss.get_xdata()) == 0
+    assert fig.axes[0].get_xlim() == (0.0, 60.0)  # the whole run from the start
+    first = canvas_png(fig)
+    assert first.startswith(b"\x89PNG")
+    assert live.update([healthy], 60, "done") is fig  # the same figure, updated
+    assert len(torch_loss.get_xdata()) == 60
+    assert canvas_png(fig) != first
+    assert not plt.get_fignums()  # not a pyplot figure: nothing to close
+    with pytest.raises(ValueError, match="unknown frameworks"):
+        LiveCurves(["jax"])
+
+
+def _record_of(trace: Trace) -> np.ndarray:
+    """The record matrix a backend builds ``trace`` from (`Trace.from_record`)."""
+    return np.column_stack([trace.loss, trace.grad_norm_total, trace.grad_norms,
+                            trace.clipped_grad_norms, trace.grad_max_abs, trace.weight_norms])

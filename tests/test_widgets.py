@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from explodebook import cache
@@ -103,11 +104,11 @@ def test_fast_key_presses_run_the_last_setting_and_drop_the_stale_one(monkeypatc
     ran: list[float] = []
     real = widgets.cached_run
 
-    def slow_first_run(spec, framework):
+    def slow_first_run(spec, framework, **options):
         ran.append(spec.learning_rate)
         if len(ran) == 2:  # the first run after the initial setting
             assert gate.wait(30)
-        return real(spec, framework)
+        return real(spec, framework, **options)
 
     monkeypatch.setattr(widgets, "cached_run", slow_first_run)
     rates = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]
@@ -140,3 +141,95 @@ def test_in_a_kernel_changes_run_in_the_background() -> None:
     notebook.cells.append(nbformat.v4.new_code_cell("from explodebook.notebook import in_kernel\nprint(in_kernel())"))
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     assert notebook.cells[0].outputs[0]["text"].strip() == "True"
+
+
+def _gated_run(real, gate: "threading.Event", log: list):
+    """A cached_run that shows the widget's observer a first chunk, then waits for ``gate``."""
+    from explodebook.backends import common
+
+    def run(spec, framework, **options):
+        trace = real(spec, framework, **options)
+        observer = getattr(common._local, "observer", None)
+        if observer is not None and spec.learning_rate == 0.01:
+            half = np.column_stack([trace.loss, trace.grad_norm_total, trace.grad_norms,
+                                    trace.clipped_grad_norms, trace.grad_max_abs,
+                                    trace.weight_norms])[: spec.steps // 2]  # fmt: skip
+            observer(spec, framework, half)
+            log.append("chunk shown to the widget")
+            assert gate.wait(30)
+            log.append("run ends")
+        return trace
+
+    return run
+
+
+def test_the_first_result_is_shown_before_the_run_ends(monkeypatch) -> None:
+    import threading
+
+    from explodebook import widgets
+
+    gate, log = threading.Event(), []
+    monkeypatch.setattr(widgets, "cached_run", _gated_run(widgets.cached_run, gate, log))
+    explorer = explore(BASE.replace(learning_rate=0.001), {"learning_rate": [0.001, 0.01]},
+                       frameworks=("torch",))  # fmt: skip
+    images = []
+
+    def shown(change):
+        images.append((len(log), bytes(change["new"])))
+        gate.set()  # the run may end once an image of it is shown
+
+    explorer.image.observe(shown, names="value")
+    explorer.controls["learning_rate"].value = 0.01  # outside a kernel: returns when drawn
+    assert log == ["chunk shown to the widget", "run ends"]
+    assert explorer.previews >= 1 and len(images) >= 2
+    assert images[0][0] == 1  # the first image came while the run was still under way
+    assert images[-1][1] == bytes(explorer.image.value) and explorer.drawn == 2
+    assert explorer.traces[0].spec.learning_rate == 0.01
+
+
+def test_without_progressive_frames_only_the_final_figure_is_shown() -> None:
+    explorer = explore(BASE.replace(learning_rate=0.001), {"learning_rate": [0.001, 0.01]},
+                       progressive=False, concurrent=False)  # fmt: skip
+    images = []
+    explorer.image.observe(lambda change: images.append(change["new"]), names="value")
+    explorer.controls["learning_rate"].value = 0.01
+    assert explorer.previews == 0 and len(images) == 1
+
+
+def test_a_run_the_reader_has_left_stops_early(monkeypatch) -> None:
+    # In a kernel: a long run is under way when the slider moves again; the
+    # run stops at its next chunk of steps (Abandoned) and is not drawn.
+    import threading
+
+    from explodebook import widgets
+    from explodebook.backends import common
+    from explodebook.liveruns import Abandoned
+
+    started, outcomes = threading.Event(), []
+    real = widgets.cached_run
+
+    def long_run(spec, framework, **options):
+        if spec.learning_rate != 0.002:
+            return real(spec, framework, **options)
+        observer = common._local.observer
+        started.set()
+        try:
+            for _ in range(3000):  # chunk after chunk, as a long run reports
+                observer(spec, framework, np.zeros((1, 2 + 4 * spec.depth)))
+                threading.Event().wait(0.01)
+        except Abandoned:
+            outcomes.append("abandoned")
+            raise
+        outcomes.append("ran to the end")
+        return real(spec, framework, **options)
+
+    monkeypatch.setattr(widgets, "cached_run", long_run)
+    explorer = explore(BASE.replace(learning_rate=0.001),
+                       {"learning_rate": [0.001, 0.002, 0.003]}, background=True)  # fmt: skip
+    slider = explorer.controls["learning_rate"]
+    slider.value = 0.002
+    assert started.wait(30)
+    slider.value = 0.003
+    assert explorer.wait(60)
+    assert outcomes == ["abandoned"]
+    assert explorer.dropped == 1 and explorer.traces[0].spec.learning_rate == 0.003

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,7 +12,36 @@ from explodebook import budget
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 
-__all__ = ["run_within_budget", "TrainingLoop"]
+__all__ = ["run_within_budget", "TrainingLoop", "observing", "Observer"]
+
+#: Called between chunks of steps with the run's spec, its framework and
+#: its record so far: a ``(n, 2 + 4 * L)`` array (`Trace.from_record`).
+Observer = Callable[[RunSpec, str, Any], None]
+
+# The observer of the runs that this thread starts (see `observing`).
+_local = threading.local()
+
+
+@contextmanager
+def observing(observer: Observer) -> Iterator[None]:
+    """Show ``observer`` the record of every run this thread starts, as it grows.
+
+    Between chunks of steps (about every ``budget.CHECK_SECONDS`` of
+    training, where the loop also checks for Ctrl-C), both backends call
+    ``observer(spec, framework, record)``; the widgets draw the loss curve
+    growing from it. An exception the observer raises ends the run (a
+    widget abandons a setting the reader has left this way); the run is
+    then not cached. Per thread, so that two runs on two threads (the two
+    frameworks of one setting) each report to their own observer.
+    Watching does not change the trace: the record is the same rows the
+    run returns, read earlier.
+    """
+    previous = getattr(_local, "observer", None)
+    _local.observer = observer
+    try:
+        yield
+    finally:
+        _local.observer = previous
 
 
 def run_within_budget(
@@ -56,6 +86,19 @@ class TrainingLoop:
         self.bar = budget.Progress(plan.progress, spec.steps, budget.describe(spec, framework))
         self.wall_time = 0.0
         self.stop: Any = None  # the StopFlag of running()
+        self._observer: Observer | None = getattr(_local, "observer", None)
+        #: whether an observer watches (`observing`): the loops then report
+        #: in smaller chunks, so that a widget's first frame comes sooner
+        self.observed = self._observer is not None
+
+    def report(self, record: Callable[[], Any]) -> None:
+        """Show the record so far to the thread's observer (`observing`), if any.
+
+        ``record()`` is only called when there is an observer: without one
+        the loop does exactly what it did before.
+        """
+        if self._observer is not None:
+            self._observer(self.spec, self.framework, record())
 
     @contextmanager
     def running(self) -> Iterator[Any]:

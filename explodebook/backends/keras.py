@@ -282,12 +282,16 @@ def _train(spec: RunSpec, plan: budget.Plan) -> Trace:
     )
     chunks: list[np.ndarray] = [np.empty((0, 2 + 4 * len(trainer.layout.layer_sizes)))]
     loop = TrainingLoop(spec, "keras", plan)
+    if loop.observed:  # a quarter of the chunks' time: a widget's first frame sooner
+        chunk = max(1, chunk // 4)
     try:
         with loop.running() as stop:
             for first in range(0, spec.steps, chunk):
                 if stop.requested:
                     break
                 loop.bar.to(first)
+                if first:
+                    loop.report(lambda: np.concatenate(chunks))
                 idx = tf.constant(batches[first : first + chunk], tf.int64)
                 chunks.append(trainer.layout.rows(trainer.train(X, y, idx).numpy()))
                 if spec.stop_on_nonfinite:

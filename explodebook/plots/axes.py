@@ -230,8 +230,14 @@ def _step_lines(
     labels: Sequence[str] | Mapping[str, str] | None,
     colors: Sequence[str] | None,
     legend: bool = True,
+    compact: bool = False,
 ) -> Axes:
-    """One line per trace of a per-step quantity (``loss``, ``grad_norm_total``)."""
+    """One line per trace of a per-step quantity (``loss``, ``grad_norm_total``).
+
+    ``compact``: no dot per step on short runs, and a divergence marked by
+    an "x" at the line's last finite point only (no dashed line, no text),
+    for figures crowded with runs.
+    """
     names = _trace_labels(traces, labels)
     line_colors = _trace_colors(traces, colors)
     ax = _axes(ax)
@@ -245,7 +251,7 @@ def _step_lines(
         shown = _for_log(values) if log else np.where(np.isfinite(values), values, np.nan)
         style = FRAMEWORK_LINESTYLES[trace.framework] if both else "-"
         ax.plot(np.arange(values.size), shown, color=color, label=name, lw=1.1,
-                linestyle=style, **_marker_style(values.size))
+                linestyle=style, **({} if compact else _marker_style(values.size)))
     if log:
         _log_y(ax, arrays)
     _cover_steps(ax, max((a.size for a in arrays), default=0))
@@ -257,9 +263,14 @@ def _step_lines(
         crowded = sum(a.size for a in arrays) > 5000
         ax.legend(loc="upper right" if crowded else "best")
     slot = 0
-    for trace, color in zip(traces, line_colors):
+    for trace, color, values in zip(traces, line_colors, arrays):
         divergence = _divergence(trace)
-        if divergence is not None:
+        if divergence is not None and compact:
+            shown = _for_log(values) if log else values
+            finite = np.flatnonzero(np.isfinite(shown))
+            last = finite[-1] if finite.size else 0
+            ax.plot(last, shown[last] if finite.size else 1.0, "x", color=color, ms=7, mew=2)
+        elif divergence is not None:
             mark_divergence(ax, *divergence, color=color, slot=slot)
             slot += 1
     return ax

@@ -33,12 +33,17 @@ def loss_curve(
     title: str | None = None,
     labels: Sequence[str] | Mapping[str, str] | None = None,
     colors: Sequence[str] | None = None,
+    divergence: str = "annotated",
+    legend: bool = True,
 ) -> Axes:
     """Plot the training loss per step of one or more runs.
 
     Each run is drawn in its framework's colour (`FRAMEWORK_COLORS`; a
     framework's further runs in darker or lighter shades of it). Where a run
-    diverged, a dashed line and an annotation mark the step.
+    diverged, a dashed line and an annotation mark the step
+    (``divergence="annotated"``), or, with many runs on one axes, only an
+    "x" where its line ends (``"compact"``, which also leaves out the dot
+    per step of short runs).
 
     Args:
         trace_or_traces: a `Trace` or a sequence of them; ``loss`` is
@@ -49,13 +54,23 @@ def loss_curve(
         labels: legend labels: one per trace, or a mapping from framework
             (``"torch"``) or `Trace.label` (``"PyTorch"``) to a label.
         colors: one colour per trace, to override the framework colours.
+        divergence: ``"annotated"`` or ``"compact"``, as above.
+        legend: draw a legend (labels starting with ``_`` are left out of it).
 
     Returns:
         the Axes.
+
+    Raises:
+        ValueError: ``divergence`` is neither ``"annotated"`` nor ``"compact"``.
     """
     traces = _as_list(trace_or_traces, "loss_curve()")
     _expect_axes(ax, "loss_curve(ax=...)")
-    return _step_lines(traces, "loss", ax, log, title, labels, colors)
+    if divergence not in ("annotated", "compact"):
+        raise ValueError(
+            f"loss_curve(divergence=...) must be 'annotated' or 'compact', got {divergence!r}"
+        )
+    return _step_lines(traces, "loss", ax, log, title, labels, colors, legend,
+                       compact=divergence == "compact")  # fmt: skip
 
 
 def grad_norm_curve(
