@@ -22,7 +22,7 @@ from explodebook.checks import check_framework
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 
-__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "contains", "clear", "info"]
+__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "store", "contains", "clear", "info"]
 
 #: Most traces kept; the least recently used is dropped first. A trace of a
 #: default 1600-step run is ~0.1 MB, so the cache stays in the tens of MB.
@@ -99,7 +99,22 @@ def cached_run(
     # Only the options given are passed on, so a backend's run written as
     # run(spec) (a stand-in in a test) still works with the defaults.
     options = budget.given(max_seconds=max_seconds, progress=progress)
-    trace = backends.get(framework).run(spec, **options)
+    return store(spec, framework, backends.get(framework).run(spec, **options))
+
+
+def store(spec: RunSpec, framework: str, trace: Trace) -> Trace:
+    """Put the trace of a run done elsewhere (a sweep's worker process) in the cache.
+
+    Its arrays are made read-only. If the cache already holds a trace of
+    ``(framework, spec)``, that one is kept and returned, so every caller
+    sees one object. The hit and miss counters do not change.
+
+    Returns:
+        the trace now cached for ``(framework, spec)``.
+    """
+    if not isinstance(trace, Trace):
+        raise TypeError(f"trace must be a Trace, got {type(trace).__name__}")
+    key = (check_framework(framework), spec)
     _freeze(trace)
     with _lock:
         # Another thread may have finished the same run meanwhile: keep the

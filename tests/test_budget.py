@@ -265,8 +265,8 @@ def test_sweep_checks_its_total_before_any_run(monkeypatch: pytest.MonkeyPatch) 
     one = budget.estimate_seconds(base, "torch")
     values = [0.5, 1.0, 1.5, 2.0]
     limit = 2.5 * one  # each run fits, the four together do not
-    with pytest.raises(BudgetError) as info:
-        sweep(base, "init_scale", values, max_seconds=limit)
+    with pytest.raises(BudgetError) as info:  # in this process (on workers: test_sweep_parallel)
+        sweep(base, "init_scale", values, max_seconds=limit, n_jobs=1)
     assert "sweep over init_scale (4 runs)" in str(info.value)
     assert "sweep(base, 'init_scale', values, ..., max_seconds=None)" in str(info.value)
     assert started == []

@@ -14,10 +14,11 @@ A function given something other than a `Trace` (or a list of them) or an
 
 from __future__ import annotations
 
-from explodebook.plots import axes, curves, layers, style
+from explodebook.plots import axes, curves, layers, phase, style
 from explodebook.plots.axes import mark_divergence
 from explodebook.plots.curves import depth_profile, grad_norm_curve, loss_curve
 from explodebook.plots.layers import compare, grad_heatmap, layer_norms, weight_norms
+from explodebook.plots.phase import phase_diagram
 from explodebook.plots.style import (
     DIVERGENCE_COLOR,
     FRAMEWORK_COLORS,
@@ -30,4 +31,4 @@ from explodebook.plots.style import (
     use_style,
 )
 
-__all__ = [*style.__all__, *curves.__all__, *layers.__all__, *axes.__all__]
+__all__ = [*style.__all__, *curves.__all__, *layers.__all__, *axes.__all__, "phase_diagram"]
