@@ -132,7 +132,9 @@ def sweep(
         n_jobs: worker processes, as joblib counts them (``-1``: all
             cores; ``1``: one after another in this process); default: the
             active joblib backend's, else all cores when that saves more
-            time than starting the workers costs (`STARTUP_SECONDS`).
+            time than starting the workers costs (`STARTUP_SECONDS`), and
+            this process in a notebook that a tool executes (a book build,
+            which runs its pages side by side).
 
     Returns:
         a `Sweep` with ``N`` traces per framework.
@@ -313,6 +315,10 @@ def _workers(n_jobs: Any, todo: list[tuple[RunSpec, str]]) -> tuple[int, int]:
     automatic = n_jobs is None and context_jobs is None and type(backend) is LokyBackend
     jobs = n_jobs if n_jobs is not None else context_jobs if context_jobs is not None else -1
     workers = min(joblib.effective_n_jobs(jobs), len(todo))
+    if automatic and workers > 1 and not budget.watched():
+        # A notebook that a tool executes: a book build, whose pages already
+        # run side by side, one per core; workers would only compete with them.
+        return 1, 1
     if automatic and workers > 1:
         estimate = sum(run_seconds(spec, name, _REFERENCE) for spec, name in todo)
         start = max(STARTUP_SECONDS[name] for _, name in todo)

@@ -97,6 +97,10 @@ def test_the_default_uses_workers_only_when_they_pay(monkeypatch: pytest.MonkeyP
     assert sweep_module._workers(None, todo) == (1, 1)  # 3 short runs: a start-up costs more
     monkeypatch.setitem(sweep_module.STARTUP_SECONDS, "torch", 0.0)
     assert sweep_module._workers(None, todo) == ((-1, cores) if cores > 1 else (1, 1))
+    with monkeypatch.context() as m:  # a book build: its pages already share the cores
+        m.setattr(budget, "watched", lambda: False)
+        assert sweep_module._workers(None, todo) == (1, 1)
+        assert sweep_module._workers(2, todo) == (2, 2)  # asked for: given
     assert sweep_module._workers(1, todo) == (1, 1)
     assert sweep_module._workers(2, todo[:1]) == (1, 1)  # one run: here
     with joblib.parallel_config(n_jobs=2):  # a joblib context decides, whatever the estimate
