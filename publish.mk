@@ -15,7 +15,17 @@ notebooks: $(STAMP)
 
 # The site, ready to upload to GitHub Pages or any static host, under any
 # sub-path (every link is relative): _build/html. Fails on a broken link.
-pages: book
+# With the Chinese edition (PAGES_ZH=1, the default) under zh/, every page
+# of each edition linking to the same page of the other (plain relative
+# links: explodebook.book.i18n link-editions); PAGES_ZH=0: English only.
+PAGES_ZH ?= 1
+
+pages: book $(if $(filter 1,$(PAGES_ZH)),book-zh)
+	rm -rf _build/html/zh
+ifeq ($(PAGES_ZH),1)
+	cp -r $(ZH_OUT)/_build/html _build/html/zh
+	$(BIN)/python -m explodebook.book.i18n link-editions _build/html zh
+endif
 	$(BIN)/python -m explodebook.book.publish check-site _build/html
 	touch _build/html/.nojekyll
 	@echo "Upload $(CURDIR)/_build/html (for example to https://<org>.github.io/<repo>/)"

@@ -39,6 +39,10 @@ __all__ = ["setup"]
 #: sphinx-book-theme's label of the launch buttons' group.
 _LAUNCH_GROUP = "launch-buttons"
 
+#: Where the eval role keeps the MyST-NB renderer of the page being read
+#: (``env.temp_data``), for the page's translated paragraphs.
+_PAGE = "explodebook_eval_page"
+
 
 def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
     scripts = context.get("script_files")
@@ -97,20 +101,23 @@ def _executed_download(app: Any, pagename: str, templatename: str, context: dict
     nbformat.write(merged, path)
 
 
-def _cached_expressions(document: Any) -> dict[str, Any] | str:
-    """The page's expression results from the execution cache, or why there are none."""
+def _cached_expressions(element: Any) -> dict[str, Any] | str:
+    """The page's expression results from the execution cache, or why there are none.
+
+    ``element`` is the page's MyST-NB renderer (``document["nb_renderer"]``).
+    """
     key = "explodebook_expressions"
-    if key in document:
-        return document[key]
+    if hasattr(element, key):
+        return getattr(element, key)
     from jupyter_cache import get_cache
 
-    client = document["nb_renderer"].renderer.nb_client
+    client = element.renderer.nb_client
     try:
         record = get_cache(client.nb_config.execution_cache_path).match_cache_notebook(client.notebook)
         found: dict[str, Any] | str = (record.data or {}).get("expressions") or {}
     except KeyError:
         found = "the chapter is not in the execution cache"
-    document[key] = found
+    setattr(element, key, found)
     return found
 
 
@@ -121,16 +128,25 @@ def _eval_role() -> type:
 
     class CachedEvalRole(EvalRoleAny):
         def run(self) -> tuple[list[Any], list[Any]]:
-            if "nb_renderer" not in self.document:  # not a notebook page
+            env = getattr(self.document.settings, "env", None)
+            if "nb_renderer" in self.document:
+                element = self.document["nb_renderer"]
+            elif env is not None and _PAGE in env.temp_data and self.document.current_source.endswith("<translated>"):
+                # A translated paragraph (Sphinx i18n: the Chinese edition) is
+                # parsed as a document of its own, after its page, without the
+                # notebook: its expressions are the page's.
+                element = env.temp_data[_PAGE]
+            else:  # not a notebook page
                 return super().run()
-            element = self.document["nb_renderer"]
             if element.renderer.nb_client.nb_config.execution_mode != "cache":
                 return super().run()  # inline mode: MyST-NB asks the kernel
 
             def warn(message: str) -> tuple[list[Any], list[Any]]:
                 return [], [create_warning(message, self.document, self.line, subtype="eval")]
 
-            found = _cached_expressions(self.document)
+            if env is not None:
+                env.temp_data[_PAGE] = element
+            found = _cached_expressions(element)
             if isinstance(found, str):
                 return warn(f"{{eval}}`{self.text}`: {found}; run `python -m explodebook.book.prebuild` "
                             "(make book does) before jupyter-book build")  # fmt: skip
