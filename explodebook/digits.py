@@ -153,8 +153,13 @@ def train(framework: str, lr: float, clip: float | None = None, epochs: int = 2,
     Returns:
         the monitor's `Trace` (it keeps recording after a non-finite value).
         Runs are seeded, so the same arguments give the same trace: it is
-        kept, and the same object returned on the next call (do not change
-        it).
+        kept, and the same object returned on the next call, with
+        read-only arrays (``trace.loss.copy()`` to change one), so that no
+        caller can change what the next one gets.
     """
     trainer = {"torch": train_torch, "keras": train_keras}[check_framework(framework, "train(framework=...)")]
-    return trainer(lr, clip, epochs, activation, standardize)
+    trace = trainer(lr, clip, epochs, activation, standardize)
+    for values in vars(trace).values():  # kept and shared: read-only
+        if isinstance(values, np.ndarray):
+            values.flags.writeable = False
+    return trace

@@ -171,6 +171,16 @@ def test_digits_module_checks_its_arguments_and_standardizes() -> None:
     assert abs(float(scaled.mean())) < 1e-4 and abs(float(scaled.std()) - 1) < 1e-4
 
 
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_kept_traces_are_read_only(framework: str) -> None:
+    # train() hands the same trace to every caller (pages in one kernel, graders)
+    trace = trained(framework, GOOD_LR)
+    for values in (trace.loss, trace.grad_norm_total, trace.grad_norms):
+        with pytest.raises(ValueError, match="read-only"):
+            values[0] = 0.0
+    assert trained(framework, GOOD_LR) is trace
+
+
 @pytest.mark.parametrize("name", ["torch_cnn", "train_torch", "keras_cnn", "train_keras"])
 def test_the_page_shows_the_package_code_it_runs(name: str) -> None:
     # The tabs hold the code as plain Python blocks (JupyterLab's MyST and

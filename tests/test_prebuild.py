@@ -157,6 +157,16 @@ def test_hash_ignores_prose_but_not_code(tmp_path: Path) -> None:
     assert pb.notebook_hash(read_notebook(path, config)[0], cache) != key
 
 
+def book_build():
+    """benchmarks/book_build.py, as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("book_build", ROOT / "benchmarks" / "book_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_build_after_prebuild_executes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     book = tiny_book(tmp_path)
@@ -168,6 +178,13 @@ def test_build_after_prebuild_executes_nothing(tmp_path: Path, monkeypatch: pyte
     assert sorted(report["executed"]) == ["chapters/c1", "chapters/c2"], lines
     assert not report["failed"]
     assert all(report["cells"][d] for d in report["executed"])  # per-cell times
+    # one kept kernel per worker; benchmarks/book_build.py reads these lines
+    assert report["kernel_starts"] > 0 and set(report["cpu"]) == set(report["executed"])
+    log = tmp_path / "prebuild.log"
+    log.write_text("\n".join(lines))
+    parsed = book_build().pages(log)
+    assert sorted(parsed["pages"]) == ["chapters/c1", "chapters/c2"], lines
+    assert parsed["kernel_cpu"] == pytest.approx(sum(report["cpu"].values()) + report["kernel_starts"], abs=0.2)
 
     # a second prebuild finds both in the cache
     again = pb.prebuild(book, path_output=out, jobs=2, log=lines.append)
@@ -198,10 +215,10 @@ def test_failed_chapter_is_left_uncached(tmp_path: Path) -> None:
     path = book / "chapters" / "c1.md"
     path.write_text(path.read_text().replace('print("chapter 1"', 'raise ValueError("boom"); print('))
     lines: list[str] = []
-    report = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, log=lines.append)
+    report = pb.prebuild(book, keep_kernels=False, path_output=tmp_path / "out", jobs=1, log=lines.append)
     assert list(report["failed"]) == ["chapters/c1"] and "boom" in report["failed"]["chapters/c1"]
     assert not report["executed"]
-    again = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, dry_run=True, log=lines.append)
+    again = pb.prebuild(book, keep_kernels=False, path_output=tmp_path / "out", jobs=1, dry_run=True, log=lines.append)
     assert not again["cached"]
 
 
@@ -210,7 +227,7 @@ def test_inline_expressions_are_stored_with_the_cached_chapter(tmp_path: Path) -
 
     book = tiny_book(tmp_path, 1)
     out = tmp_path / "out"
-    report = pb.prebuild(book, path_output=out, jobs=1, log=lambda line: None)
+    report = pb.prebuild(book, keep_kernels=False, path_output=out, jobs=1, log=lambda line: None)
     assert report["executed"] and not report["failed"]
     cache = get_cache(report["cache"])
     (record,) = cache.list_cache_records()
@@ -222,11 +239,11 @@ def test_inline_expressions_are_stored_with_the_cached_chapter(tmp_path: Path) -
     # only) but the value is missing: the chapter is executed again
     path = book / "chapters" / "c1.md"
     path.write_text(path.read_text() + "\nAnd {eval}`shown + 1`.\n")
-    again = pb.prebuild(book, path_output=out, jobs=1, log=lambda line: None)
+    again = pb.prebuild(book, keep_kernels=False, path_output=out, jobs=1, log=lambda line: None)
     assert list(again["executed"]) == ["chapters/c1"]
     (record,) = cache.list_cache_records()
     assert record.data["expressions"]["shown + 1"]["data"] == {"text/plain": "21"}
-    third = pb.prebuild(book, path_output=out, jobs=1, log=lambda line: None)
+    third = pb.prebuild(book, keep_kernels=False, path_output=out, jobs=1, log=lambda line: None)
     assert third["cached"] == ["chapters/c1"] and not third["executed"]
 
 
@@ -244,7 +261,7 @@ def test_a_bad_inline_expression_leaves_the_chapter_uncached(tmp_path: Path, pro
     path = book / "chapters" / "c1.md"
     path.write_text(path.read_text() + "\n" + prose + "\n")
     lines: list[str] = []
-    report = pb.prebuild(book, path_output=tmp_path / "out", jobs=1, log=lines.append)
+    report = pb.prebuild(book, keep_kernels=False, path_output=tmp_path / "out", jobs=1, log=lines.append)
     assert list(report["failed"]) == ["chapters/c1"], lines
     assert message in report["failed"]["chapters/c1"]
     assert any(message in line for line in lines)
