@@ -101,11 +101,10 @@ class Explorer:
     Outside a kernel (scripts, tests) a change runs at once, in the caller's
     thread.
 
-    A setting's frameworks train at once, a thread each (``concurrent``,
-    `explodebook.liveruns.LiveRuns`); meanwhile the loss and gradient-norm
-    curves grow in the image (``progressive``, from the first chunk of
-    steps), until ``draw``'s figure replaces them. A run whose setting the
-    reader has left stops at its next chunk of steps.
+    A setting's runs train on a helper thread (`explodebook.liveruns.LiveRuns`;
+    ``concurrent``: one per framework) while the loss and gradient-norm curves
+    grow in the image (``progressive``) until ``draw``'s figure replaces them.
+    A run whose setting the reader has left stops at its next chunk of steps.
 
     Attributes:
         base: the spec the controls modify.
@@ -335,7 +334,7 @@ def explore(
         progressive: show the loss and gradient-norm curves growing while
             a setting trains, before ``draw``'s figure (`Explorer`).
         concurrent: train the frameworks of a setting at the same time,
-            one thread each.
+            one thread each (compared in benchmarks/widget_levers.py).
 
     Returns:
         an `Explorer`; display it (as the last expression of a cell) to
