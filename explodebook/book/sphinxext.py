@@ -25,7 +25,8 @@ execution cache: MyST-NB evaluates them only when it executes a chapter
 inline, at every build; the prebuild evaluates them where execution
 reaches their cell and stores the results in the cache record
 (`explodebook.book.expressions`), and the ``eval`` role here shows them,
-rendered as MyST-NB's own ``eval`` role renders a kernel's answer.
+rendered as MyST-NB's own ``eval`` role renders a kernel's answer; a
+translated paragraph (the Chinese edition) is answered from its page's.
 """
 
 from __future__ import annotations
@@ -170,6 +171,17 @@ def _eval_role() -> type:
     return CachedEvalRole
 
 
+def _adopt_translated_nodes(app: Any, doctree: Any) -> None:
+    # Sphinx's i18n transform moves the nodes of each translated message in
+    # from a document of its own, and the nodes keep pointing at it; its
+    # settings hold the whole build environment, so every translated page's
+    # pickled doctree carried a copy of it (12 MB instead of 1 MB), and each
+    # {numref} to such a page unpickled it again.
+    for node in doctree.findall():
+        if getattr(node, "document", None) not in (None, doctree):
+            node.document = doctree
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the page hooks (Sphinx calls this)."""
     # After the extensions that add scripts in html-page-context.
@@ -180,4 +192,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _executed_download, priority=600)
     # After myst_nb (an earlier extension) registered its own eval role.
     app.add_role("eval", _eval_role()(), override=True)
+    app.connect("doctree-read", _adopt_translated_nodes)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
