@@ -165,3 +165,67 @@ def test_tanh_solution_bounds_the_output_gradient_by_the_loss(fw):
 
     assert largest_ratio(run(MLP_BASE.replace(activation="tanh"), fw)) <= 1.0
     assert largest_ratio(run(MLP_BASE, fw)) > 100
+
+
+# -- the phase diagram (fig-compared-phase): the section's sentences -------------
+
+PHASE_AXES = {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+              "init_scale": [0.5, 1.0, 2.0]}
+
+
+@pytest.fixture(scope="module")
+def phases():
+    import numpy as np
+
+    from explodebook.grid import grid
+    from explodebook.outcome import DEFAULT_TOLERANCE, mean_predictor_loss
+
+    base = MLP_BASE.replace(steps=300)
+    line = DEFAULT_TOLERANCE * mean_predictor_loss(base)
+    maps = {clip: grid(base.replace(global_clipnorm=clip), PHASE_AXES, FRAMEWORKS, n_jobs=1)
+            for clip in (None, 1.0)}
+
+    def verdicts(clip, fw):
+        g = maps[clip]
+        kind = np.where(g.final_losses(fw) < line, "trained", "stalled")
+        return np.where(np.isnan(g.first_nonfinite_steps(fw)), kind, "exploded")
+
+    return base, maps, verdicts
+
+
+def _columns(v) -> list[str]:
+    """One verdict per learning rate (rows of ``v``), or "mixed" where scales disagree."""
+    return [row[0] if (row == row[0]).all() else "mixed" for row in v]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_phase_boundary_is_the_learning_rates_and_clipping_moves_it(phases, fw):
+    """'Without clipping the boundary is a vertical line ... Clipping removes the
+    exploding region, but the trained region moves rather than grows ... Learning
+    rates that trained with and without clipping: none.'"""
+    _, _, verdicts = phases
+    plain, clipped = _columns(verdicts(None, fw)), _columns(verdicts(1.0, fw))
+    # no clipping: trained rates, then exploded rates, nothing in between
+    first_exploded = plain.index("exploded")
+    assert plain[:first_exploded] == ["trained"] * first_exploded
+    assert plain[first_exploded:] == ["exploded"] * (len(plain) - first_exploded)
+    # clipping: nothing explodes; stalled rates, then trained rates
+    first_trained = clipped.index("trained")
+    assert clipped[:first_trained] == ["stalled"] * first_trained
+    assert clipped[first_trained:] == ["trained"] * (len(clipped) - first_trained)
+    assert not [i for i in range(len(plain)) if plain[i] == clipped[i] == "trained"]
+
+
+@pytest.mark.slow
+def test_phase_clipped_steps_cannot_reach_what_training_needed(phases):
+    """'300 steps at 0.003 move the weights at most 300 * 10 * 0.003, while the run that
+    trained at 0.01 moved them at least' the change of its layer weight norms."""
+    import numpy as np
+
+    base, maps, _ = phases
+    reach = 300 * 0.003 / (1 - base.momentum)
+    norms = maps[1.0].traces["torch"][4, 1].weight_norms  # learning rate 0.01, scale 1
+    assert maps[1.0].specs[4, 1].learning_rate == 0.01 and maps[1.0].specs[4, 1].init_scale == 1.0
+    moved = float(np.sqrt(np.sum((norms[-1] - norms[0]) ** 2)))
+    assert moved > reach
