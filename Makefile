@@ -154,6 +154,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/threads.py --out benchmarks/threads_results.md
 	$(BIN)/python benchmarks/grading.py --out benchmarks/grading_results.md
 	$(BIN)/python benchmarks/sweep_parallel.py --out benchmarks/sweep_results.md
+	$(BIN)/python benchmarks/targets.py --out benchmarks/targets_results.md
 
 # Every chapter in JupyterLab as a learner runs it (tests/test_lab_chapters.py:
 # MyST rendered, every number shown, widget, memory): benchmarks/lab_results.md.

@@ -234,3 +234,32 @@ def test_recording_overhead_is_a_cost_per_step_without_fixed_costs() -> None:
     long = [0.5 + 1e-3 * steps + noise for noise in (0.02, -0.01, 0.0)]
     short = [0.5 + 1e-3 * run.SHORT_STEPS + noise for noise in (0.0, 0.03, -0.02)]
     assert run.per_step(long, short) == pytest.approx(1e-3)
+
+
+# -- benchmarks/targets.py: issue 19's targets read from the result files ---------
+
+targets = _load("targets")
+
+
+def test_targets_read_every_committed_result_file() -> None:
+    rows = targets.table()
+    assert {r.source for r in rows} == {"chapter_results.md", "sweep_results.md",
+                                        "book_results.md", "grading_results.md"}
+    assert all(r.met is not None for r in rows), [r for r in rows if r.met is None]
+
+
+def test_targets_judge_the_figures_and_say_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "chapter_results.md").write_text(
+        "- After (this checkout): first result ≤ 0.3 s: 3 of 3 widgets; "
+        "final figure ≤ 1 s: 2 of 3 widgets.\n")
+    (tmp_path / "book_results.md").write_text(
+        "| kernel CPU summed over the pages | 400 s (24 pages) | 190 s (24 pages) | 0.48 |\n")
+    (tmp_path / "grading_results.md").write_text(
+        "| a | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 2.4× |\n| b | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 9.0× |\n")
+    rows = {r.target: r for r in targets.table(tmp_path)}
+    assert rows["widgets: first result <= 0.3 s"].met is True
+    assert rows["widgets: final figure <= 1 s"].met is False
+    assert rows["book: kernel CPU, after / before"].met is True
+    assert rows["grading: old grader / new, per notebook"].met is False  # 2.4x < 25 s / 10 s
+    assert rows["20x20 grid on all cores"].met is None
+    assert "not measured" in targets.markdown(list(rows.values()))
