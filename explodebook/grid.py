@@ -19,6 +19,7 @@ import numpy as np
 
 from explodebook import budget
 from explodebook.checks import check_frameworks
+from explodebook.metrics import phase
 from explodebook.spec import RunSpec, SpecError
 from explodebook.sweep import check_field, format_value, run_all
 
@@ -81,6 +82,13 @@ class Grid:
         """Each run's `Trace.final_loss` over its last ``window`` finite steps (the grid's shape)."""
         losses = [t.final_loss(window) for t in self.of(framework).flat]
         return np.array(losses, dtype=np.float64).reshape(self.shape)
+
+    def verdicts(self, framework: str | None = None, *, trained_below: float,
+                 window: int = 50) -> np.ndarray:
+        """Each run's `explodebook.metrics.phase`: ``"exploded"``, ``"trained"`` or
+        ``"stalled"`` (str, the grid's shape)."""
+        cells = [phase(t, trained_below, window) for t in self.of(framework).flat]
+        return np.array(cells, dtype=object).reshape(self.shape).astype(str)
 
     def label(self, index: Sequence[int]) -> str:
         """``"learning_rate = 0.01, init_scale = 2"`` for cell ``index``."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from explodebook.checks import expect_trace
+from explodebook.checks import expect_trace, is_real
 from explodebook.trace import Trace
 
 __all__ = [
     "status",
+    "phase",
     "first_positive",
     "relative_to_first",
     "log_loss_changes",
@@ -49,6 +50,28 @@ def status(trace: Trace) -> str:
     if trace.diverged:
         return f"non-finite at step {trace.first_nonfinite_step}"
     return f"final loss {trace.final_loss():.3g}"
+
+
+def phase(trace: Trace, trained_below: float, window: int = 50) -> str:
+    """Where a run ended: ``"exploded"``, ``"trained"`` or ``"stalled"``.
+
+    ``"exploded"`` when the run went non-finite (`Trace.diverged`);
+    otherwise ``"trained"`` when `Trace.final_loss` (over the last
+    ``window`` steps) is below ``trained_below``, else ``"stalled"``. The
+    cells of a phase diagram (`explodebook.grid.Grid.verdicts`).
+
+    Raises:
+        ValueError: ``trained_below`` is not a positive number.
+    """
+    expect_trace(trace, "phase()")
+    if isinstance(trained_below, bool) or not is_real(trained_below) or not trained_below > 0:
+        raise ValueError(
+            f"phase(trained_below={trained_below!r}) is not allowed: give the positive "
+            "loss under which a finite run counts as trained"
+        )
+    if trace.diverged:
+        return "exploded"
+    return "trained" if trace.final_loss(window) < trained_below else "stalled"
 
 
 def first_positive(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -175,8 +175,6 @@ PHASE_AXES = {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
 
 @pytest.fixture(scope="module")
 def phases():
-    import numpy as np
-
     from explodebook.grid import grid
     from explodebook.outcome import DEFAULT_TOLERANCE, mean_predictor_loss
 
@@ -185,12 +183,10 @@ def phases():
     maps = {clip: grid(base.replace(global_clipnorm=clip), PHASE_AXES, FRAMEWORKS, n_jobs=1)
             for clip in (None, 1.0)}
 
-    def verdicts(clip, fw):
-        g = maps[clip]
-        kind = np.where(g.final_losses(fw) < line, "trained", "stalled")
-        return np.where(np.isnan(g.first_nonfinite_steps(fw)), kind, "exploded")
+    def phase_verdicts(clip, fw):
+        return maps[clip].verdicts(fw, trained_below=line)
 
-    return base, maps, verdicts
+    return base, maps, phase_verdicts
 
 
 def _columns(v) -> list[str]:
@@ -204,8 +200,8 @@ def test_phase_boundary_is_the_learning_rates_and_clipping_moves_it(phases, fw):
     """'Without clipping the boundary is a vertical line ... Clipping removes the
     exploding region, but the trained region moves rather than grows ... Learning
     rates that trained with and without clipping: none.'"""
-    _, _, verdicts = phases
-    plain, clipped = _columns(verdicts(None, fw)), _columns(verdicts(1.0, fw))
+    _, _, phase_verdicts = phases
+    plain, clipped = _columns(phase_verdicts(None, fw)), _columns(phase_verdicts(1.0, fw))
     # no clipping: trained rates, then exploded rates, nothing in between
     first_exploded = plain.index("exploded")
     assert plain[:first_exploded] == ["trained"] * first_exploded

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -67,6 +68,17 @@ def test_per_cell_numbers_read_the_traces(small: Grid) -> None:
     assert np.isnan(steps[0]).all() and (steps[1:] > 0).all()  # both kinds are in the grid
     with pytest.raises(ValueError, match="framework='keras' was not run in this grid"):
         small.of("keras")
+
+
+def test_verdicts_are_each_cells_phase(small: Grid) -> None:
+    from explodebook.metrics import phase
+
+    line = float(np.nanmedian(small.final_losses()))
+    verdicts = small.verdicts(trained_below=line)
+    assert verdicts.shape == small.shape
+    for index in itertools.product(*(range(n) for n in small.shape)):
+        assert verdicts[index] == phase(small.of()[index], line)
+    assert set(verdicts.flat) <= {"trained", "stalled", "exploded"}
 
 
 def test_workers_fill_the_same_grid() -> None:

@@ -37,6 +37,18 @@ def test_status_says_where_a_run_went_non_finite_or_its_final_loss():
     assert metrics.status(hand_trace([1.23456])) == "final loss 1.23"
 
 
+def test_phase_says_exploded_trained_or_stalled():
+    assert metrics.phase(hand_trace([4.0, 2.0, np.inf, 0.0]), 10.0) == "exploded"
+    # final loss (3 + 1 + 2) / 3 = 2: trained below 2.5, stalled below 2.0 (not strictly)
+    assert metrics.phase(hand_trace([3.0, 1.0, 2.0]), 2.5) == "trained"
+    assert metrics.phase(hand_trace([3.0, 1.0, 2.0]), 2.0) == "stalled"
+    # the last window: (1 + 2) / 2 = 1.5
+    assert metrics.phase(hand_trace([3.0, 1.0, 2.0]), 1.6, window=2) == "trained"
+    for bad in (0.0, -1.0, True, "1"):
+        with pytest.raises(ValueError, match="trained_below"):
+            metrics.phase(hand_trace([1.0]), bad)
+
+
 def test_relative_to_first_divides_by_the_first_finite_positive_value():
     values = np.array([[0.0, np.nan, np.nan], [2.0, 4.0, np.nan], [6.0, np.inf, np.nan]])
     expected = np.array([[0.0, np.nan, np.nan], [1.0, 1.0, np.nan], [3.0, np.inf, np.nan]])
