@@ -19,6 +19,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from explodebook.checks import describe, is_real
+from explodebook.metrics import phase
 from explodebook.plots.axes import _axes, _expect_axes
 from explodebook.plots.style import NONFINITE_COLOR, SERIES_COLORS
 from explodebook.trace import Trace
@@ -104,8 +105,8 @@ def phase_diagram(
     steps = np.array([np.nan if t.first_nonfinite_step is None else t.first_nonfinite_step
                       for t in cells.flat], dtype=np.float64).reshape(cells.shape)  # fmt: skip
     finite = np.isnan(steps)
-    trained = np.array([t.final_loss() < trained_below for t in cells.flat]).reshape(cells.shape)
-    trained &= finite
+    trained = np.array([phase(t, trained_below) == "trained"
+                        for t in cells.flat]).reshape(cells.shape)
     edges_x, edges_y = np.arange(cells.shape[0] + 1), np.arange(cells.shape[1] + 1)
     # Finite runs: 0 stalled, 1 trained; exploded runs masked out (drawn next).
     verdict = np.ma.masked_array(trained.astype(float), mask=~finite)
