@@ -45,20 +45,25 @@ def figure_png(figure: Any, dpi: float = 80, *, fast: bool = False) -> bytes:
     """
     import matplotlib.pyplot as plt
 
+    fig = _expect_figure(figure)
+    try:
+        return _png(fig, dpi, fast)
+    finally:
+        plt.close(fig)
+
+
+def _expect_figure(figure: Any) -> Any:
     fig = _figure(figure)
     if fig is None:
         raise TypeError(f"expected a matplotlib Figure or Axes, got {type(figure).__name__}")
+    return fig
+
+
+def _png(fig: Any, dpi: float, fast: bool) -> bytes:
+    """``fig`` saved as PNG bytes, without a ``Software`` chunk; ``fast``: light compression."""
     buffer = io.BytesIO()
-    try:
-        fig.savefig(
-            buffer,
-            format="png",
-            dpi=dpi,
-            metadata={"Software": None},
-            pil_kwargs={"compress_level": 1} if fast else {"optimize": True},
-        )
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None},
+                pil_kwargs={"compress_level": 1} if fast else {"optimize": True})  # fmt: skip
     return buffer.getvalue()
 
 
@@ -119,10 +124,4 @@ def canvas_png(figure: Any, dpi: float = 72) -> bytes:
     Raises:
         TypeError: ``figure`` is neither a Figure nor an Axes.
     """
-    fig = _figure(figure)
-    if fig is None:
-        raise TypeError(f"expected a matplotlib Figure or Axes, got {type(figure).__name__}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None},
-                pil_kwargs={"compress_level": 1})  # fmt: skip
-    return buffer.getvalue()
+    return _png(_expect_figure(figure), dpi, fast=True)
