@@ -22,7 +22,7 @@ from explodebook.checks import check_framework
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 
-__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "store", "contains", "clear", "info"]
+__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "store", "freeze", "contains", "clear", "info"]
 
 #: Most traces kept; the least recently used is dropped first. A trace of a
 #: default 1600-step run is ~0.1 MB, so the cache stays in the tens of MB.
@@ -43,7 +43,8 @@ class CacheInfo(NamedTuple):
     currsize: int
 
 
-def _freeze(trace: Trace) -> None:
+def freeze(trace: Trace) -> Trace:
+    """Make the trace's arrays read-only (a trace handed to several callers); returns it."""
     for name in (
         "loss",
         "grad_norm_total",
@@ -53,6 +54,7 @@ def _freeze(trace: Trace) -> None:
         "weight_norms",
     ):
         getattr(trace, name).flags.writeable = False
+    return trace
 
 
 def cached_run(
@@ -115,7 +117,7 @@ def store(spec: RunSpec, framework: str, trace: Trace) -> Trace:
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be a Trace, got {type(trace).__name__}")
     key = (check_framework(framework), spec)
-    _freeze(trace)
+    freeze(trace)
     with _lock:
         # Another thread may have finished the same run meanwhile: keep the
         # first, so every caller sees one object.

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import freeze
 from .checks import check_framework
 from .frameworks import import_tensorflow, import_torch
 from .trace import Trace
@@ -157,9 +158,6 @@ def train(framework: str, lr: float, clip: float | None = None, epochs: int = 2,
         read-only arrays (``trace.loss.copy()`` to change one), so that no
         caller can change what the next one gets.
     """
-    trainer = {"torch": train_torch, "keras": train_keras}[check_framework(framework, "train(framework=...)")]
-    trace = trainer(lr, clip, epochs, activation, standardize)
-    for values in vars(trace).values():  # kept and shared: read-only
-        if isinstance(values, np.ndarray):
-            values.flags.writeable = False
-    return trace
+    name = check_framework(framework, "train(framework=...)")
+    trainer = {"torch": train_torch, "keras": train_keras}[name]
+    return freeze(trainer(lr, clip, epochs, activation, standardize))  # kept and shared
