@@ -23,8 +23,8 @@ help:
 	@echo "make assignment CHAPTER=07  turn chapters/07_*.md into an otter-grader assignment"
 	@echo "make assignments  the same for every chapter"
 	@echo "make grade CHAPTER=07 SUBMISSIONS=dir  grade a folder (or zip) of notebooks into a CSV, each in a sandbox"
-	@echo "make test       run the test suite, including a full book build"
-	@echo "make test-fast  the test suite without the book build"
+	@echo "make test       run the test suite on every core, including a full book build (TEST_WORKERS=1: serially)"
+	@echo "make test-fast  the test suite without the book build, on every core"
 	@echo "make test-envs  the package from its wheel in clean environments: torch only, keras only, and the CUDA build of PyTorch beside TensorFlow"
 	@echo "make lab        open the chapters in JupyterLab, widgets live"
 	@echo "make bench      run the benchmarks, write benchmarks/*results.md"
@@ -91,11 +91,20 @@ grade: $(STAMP)
 	@test -f _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip || { echo "no assignment for $(CHAPTER_MD) yet: run make assignment CHAPTER=$(CHAPTER) first"; exit 2; }
 	$(BIN)/python -m explodebook.coursework grade _build/assignments/$(basename $(notdir $(CHAPTER_MD)))/autograder/autograder.zip $(SUBMISSIONS) --csv _build/grades/$(basename $(notdir $(CHAPTER_MD))).csv --feedback _build/grades/$(basename $(notdir $(CHAPTER_MD)))-feedback $(GRADE_OPTS)
 
+# The suite on every core (pytest-xdist): one worker per core this process
+# may use (nproc: xdist's "auto" counts physical cores, which a VM may
+# under-report; TEST_WORKERS=1 runs it serially). Each worker takes whole
+# files (--dist loadfile: a file's module fixtures run once), in the order
+# tests/conftest.py gives (--no-loadscope-reorder: the book build first,
+# the long files next); the book is built once per run, not per worker.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_XDIST = $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
 test: assets
-	MPLBACKEND=agg $(BIN)/python -m pytest --durations=15
+	MPLBACKEND=agg $(BIN)/python -m pytest $(TEST_XDIST) --durations=15
 
 test-fast: $(STAMP)
-	MPLBACKEND=agg $(BIN)/python -m pytest -m "not book"
+	MPLBACKEND=agg $(BIN)/python -m pytest $(TEST_XDIST) -m "not book"
 
 # Environments readers bring, each a virtualenv in .envs/ (kept, and made
 # anew when its requirements change), with the package installed from its

@@ -33,19 +33,27 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from explodebook.frameworks import import_tensorflow, import_torch  # noqa: E402
-
-torch = import_torch()
-import_tensorflow()  # TensorFlow loaded in the same process, as in a chapter
-
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
-
 SPIN = "while True: pass"
+
+
+def load_frameworks() -> None:
+    """PyTorch, then TensorFlow in the same process (as in a chapter), in the safe order.
+
+    Called by `main` after the arguments are parsed, so that ``--help`` (and
+    a mistyped option) answers at once instead of after seconds of imports.
+    """
+    from explodebook.frameworks import import_tensorflow, import_torch
+
+    import_torch()
+    import_tensorflow()
 
 
 def reader_loop(epochs: int = 2) -> float:
     """Chapter 11's loop on random 8x8 images; returns seconds."""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
     torch.manual_seed(0)
     X, y = torch.rand(1797, 1, 8, 8), torch.rand(1797, 1) * 30
     net = nn.Sequential(
@@ -66,6 +74,8 @@ def reader_loop(epochs: int = 2) -> float:
 
 
 def measure(threads: int, busy: int) -> float:
+    import torch
+
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
         time.sleep(0.2)  # let the spinners take their cores
@@ -82,6 +92,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    load_frameworks()
+    import torch
 
     cores = os.cpu_count() or 1
     default = torch.get_num_threads()

@@ -1,4 +1,11 @@
-"""Fixtures shared by the test files: the built book and a headless browser."""
+"""Fixtures shared by the test files: the built book and a headless browser.
+
+``make test`` runs the files on every core (pytest-xdist, ``--dist
+loadfile``: a file's tests, and so its module fixtures, stay in one worker).
+What the whole run shares is made once, not once per worker
+(`_once.once`), and the files run in an order that keeps every core busy
+(`pytest_collection_modifyitems`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from _once import once
 from explodebook.book.sources import toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,14 +35,42 @@ CHROMIUM_ARGS = [
 ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the files in an order that keeps every xdist worker busy.
+
+    ``make test`` passes ``--no-loadscope-reorder`` so that xdist hands out
+    the files in this order (its default is by number of tests, which put
+    the book's readers first and its long lab tests last). First the first
+    file that needs the built book: its worker builds it (two kernels at a
+    time) while the others run the rest. Then the files with long tests
+    (marked slow or zipenv, or book tests that need no built book: the
+    JupyterLab ones), so that none of them starts last. Then the rest, and
+    last the book's other readers, which find it built. A file's tests stay
+    together and in their order, so that its module fixtures run once.
+    """
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+    readers = [name for name, tests in files.items() if any("build" in t.fixturenames for t in tests)]
+
+    def rank(name: str) -> int:
+        if readers and name == readers[0]:
+            return 0
+        if name in readers:
+            return 3
+        long = ("slow", "zipenv", "book")
+        return 1 if any(t.get_closest_marker(m) for t in files[name] for m in long) else 2
+
+    items[:] = [item for name in sorted(files, key=rank) for item in files[name]]
+
+
 def toc_files() -> list[str]:
     """Every page of the book, in table-of-contents order (no suffix)."""
     return toc_pages(ROOT)
 
 
-@pytest.fixture(scope="session")
-def build() -> subprocess.CompletedProcess[str]:
-    """The whole book, built once per session with warnings as errors."""
+def _build_book() -> dict[str, Any]:
+    """`build`'s work: the whole book as `make book` builds it, its result as a dict."""
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline figures
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # stale reports of an earlier failed build would fail the checks
@@ -50,7 +86,7 @@ def build() -> subprocess.CompletedProcess[str]:
 
     prebuild(ROOT, jobs=2)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.run(
+    done = subprocess.run(
         [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"],
         cwd=ROOT,
         env=env,
@@ -58,6 +94,13 @@ def build() -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=3000,
     )
+    return {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    """The whole book, built once per test run (not per worker) with warnings as errors."""
+    return subprocess.CompletedProcess(**once(tmp_path_factory, "book-build", _build_book))
 
 
 @pytest.fixture(scope="session")

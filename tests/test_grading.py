@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from filelock import FileLock
 
 from conftest import ROOT
 from explodebook.coursework.__main__ import main as cli
@@ -394,15 +395,19 @@ def zip_env(tmp_path_factory: pytest.TempPathFactory):
     ).hexdigest()[:12]
     env = ROOT / ".envs" / f"autograder-{key}"
     venv_python = env / "bin" / "python"
-    if not (env / ".installed").exists():
-        shutil.rmtree(env, ignore_errors=True)
-        _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(env)])
-        _run([str(venv_python), "-m", "pip", "install", "--quiet", "-c", str(torch_cpu),
-              *requirements], timeout=3000)
-        (env / ".installed").touch()
-    else:
-        _run([str(venv_python), "-m", "pip", "install", "--quiet", "--no-deps",
-              "--force-reinstall", wheel.split(" @ file://")[1]])
+    # One test run at a time makes or updates it (two runs of this checkout
+    # at once would otherwise both install into the same folder).
+    env.parent.mkdir(exist_ok=True)
+    with FileLock(f"{env}.lock"):
+        if not (env / ".installed").exists():
+            shutil.rmtree(env, ignore_errors=True)
+            _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(env)])
+            _run([str(venv_python), "-m", "pip", "install", "--quiet", "-c", str(torch_cpu),
+                  *requirements], timeout=3000)
+            (env / ".installed").touch()
+        else:
+            _run([str(venv_python), "-m", "pip", "install", "--quiet", "--no-deps",
+                  "--force-reinstall", wheel.split(" @ file://")[1]])
     home = out / "home"
     home.mkdir()
     clean = {"PATH": f"{env / 'bin'}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
