@@ -59,11 +59,17 @@ def _expect_figure(figure: Any) -> Any:
     return fig
 
 
-def _png(fig: Any, dpi: float, fast: bool) -> bytes:
-    """``fig`` saved as PNG bytes, without a ``Software`` chunk; ``fast``: light compression."""
+def _png(fig: Any, dpi: float, fast: bool, whole: bool = False) -> bytes:
+    """``fig`` saved as PNG bytes, without a ``Software`` chunk; ``fast``: light compression.
+
+    ``whole``: the whole figure, as laid out, instead of the book style's
+    tight bounding box (``savefig.bbox: tight``), which draws the figure a
+    second time to measure it.
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None},
-                pil_kwargs={"compress_level": 1} if fast else {"optimize": True})  # fmt: skip
+                pil_kwargs={"compress_level": 1} if fast else {"optimize": True},
+                **({"bbox_inches": fig.bbox_inches} if whole else {}))  # fmt: skip
     return buffer.getvalue()
 
 
@@ -124,4 +130,5 @@ def canvas_png(figure: Any, dpi: float = 72) -> bytes:
     Raises:
         TypeError: ``figure`` is neither a Figure nor an Axes.
     """
-    return _png(_expect_figure(figure), dpi, fast=True)
+    # drawn once: the figure's own margins, not a tight box measured per frame
+    return _png(_expect_figure(figure), dpi, fast=True, whole=True)

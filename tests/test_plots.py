@@ -334,6 +334,25 @@ def test_live_curves_grow_in_place(healthy: Trace) -> None:
         LiveCurves(["jax"])
 
 
+def test_a_live_frame_is_drawn_once_with_fixed_margins_under_the_book_style(healthy: Trace) -> None:
+    # The book style turns constrained layout on and saves tight bounding
+    # boxes: a live frame must still be one Agg draw (no layout engine, no
+    # second draw to measure a tight box), or every frame costs about twice.
+    from explodebook.plots.live import LiveCurves
+    from explodebook.render import canvas_png
+
+    with matplotlib.rc_context():
+        plots.use_style()
+        live = LiveCurves(["torch", "keras"])
+        assert live.figure.get_layout_engine() is None
+        draws: list[object] = []
+        live.figure.canvas.mpl_connect("draw_event", draws.append)
+        png = canvas_png(live.update([healthy], healthy.spec.steps, "done"))
+    assert len(draws) == 1
+    width, height = (int.from_bytes(png[16 + 4 * i : 20 + 4 * i], "big") for i in range(2))
+    assert (width, height) == (round(9 * 72), round(3.2 * 72))  # the whole figure, as laid out
+
+
 def _record_of(trace: Trace) -> np.ndarray:
     """The record matrix a backend builds ``trace`` from (`Trace.from_record`)."""
     return np.column_stack([trace.loss, trace.grad_norm_total, trace.grad_norms,

@@ -46,7 +46,9 @@ class LiveCurves:
             raise ValueError(f"LiveCurves: unknown frameworks {unknown}; choose from {FRAMEWORKS}")
         self.frameworks = tuple(frameworks)
         #: the matplotlib Figure (Agg canvas) that `update` redraws
-        self.figure = Figure(figsize=figsize)
+        # layout="none": the book style turns constrained layout on, which
+        # would ignore the fixed margins and measure every text per frame
+        self.figure = Figure(figsize=figsize, layout="none")
         FigureCanvasAgg(self.figure)
         # Fixed margins instead of a layout engine: the frame does not move
         # while it updates, and no text extents are measured per frame.
