@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from explodebook.book.figuretext import KERNEL_ARGUMENTS
+
 __all__ = ["KeptKernel", "comparable"]
 
 # binds no name in the page's namespace (restore empties it)
@@ -75,7 +77,9 @@ class KeptKernel:
         # nbclient's own kind of manager: its clients are asynchronous
         self.km = AsyncKernelManager(kernel_name=self.kernel_name)
         # as nbclient starts its kernels: the IPython history in memory only
-        run_sync(self.km.start_kernel)(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        # and recording its figures when the build asks (explodebook.book.figuretext)
+        arguments = ["--HistoryManager.hist_file=:memory:", *KERNEL_ARGUMENTS]
+        run_sync(self.km.start_kernel)(cwd=cwd, extra_arguments=arguments)
         self._silent(f"{FRESHSTATE}.snapshot()")
         self.start_cpu += self.cpu()
 

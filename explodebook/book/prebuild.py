@@ -51,7 +51,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from explodebook.book import expressions
+from explodebook.book import expressions, figurecache, figuretext
 from explodebook.book.sources import Book, read_notebook
 
 __all__ = ["Chapter", "cache_path", "chapters", "main", "notebook_hash", "prebuild"]
@@ -168,7 +168,8 @@ def _execute(path: str, notebook: Any, timeout: int, allow_errors: bool, keep_ke
             kernel = _kept_kernel((notebook.metadata.get("kernelspec") or {}).get("name") or "python3")
             kernel_cpu = kernel.execute(ExpressionClient, notebook, path, **options)
         else:
-            ExpressionClient(notebook, resources={"metadata": {"path": str(Path(path).parent)}}, **options).execute()
+            ExpressionClient(notebook, resources={"metadata": {"path": str(Path(path).parent)}},
+                             extra_arguments=figuretext.KERNEL_ARGUMENTS, **options).execute()  # fmt: skip
     except (CellExecutionError, CellTimeoutError):
         error = traceback.format_exc()
     elapsed = time.perf_counter() - start
@@ -242,6 +243,7 @@ def prebuild(
     cfg = source.config
     path = cache_path(source.root, cfg, Path(path_output).resolve() if path_output is not None else None)
     cache = get_cache(str(path))
+    store = figurecache.figure_store(path)
     execute = cfg.get("execute") or {}
     timeout = int(execute.get("timeout", 30))
     allow_errors = bool(execute.get("allow_errors", False))
@@ -263,6 +265,13 @@ def prebuild(
         if missing:
             log(f"prebuild: {chapter.docname}: {len(missing)} inline expression(s) new since it was cached "
                 f"(first: {missing[0]!r}); executing it again")  # fmt: skip
+            todo.append(chapter)
+            continue
+        # A page cached before the kernels recorded its figures cannot be
+        # drawn in another language (explodebook.book.figurecache)
+        unrecorded = figurecache.missing_figures(cache._get_notebook_path_cache(record.hashkey), store)
+        if unrecorded:
+            log(f"prebuild: {chapter.docname}: {len(unrecorded)} figure(s) not recorded; executing it again")
             todo.append(chapter)
             continue
         chapter.cached = True
@@ -290,6 +299,7 @@ def prebuild(
     # Kernels draw figures inline (ipykernel's backend); an MPLBACKEND such
     # as the test suite's "agg" would cache chapters without their figures.
     os.environ.pop("MPLBACKEND", None)
+    os.environ[figuretext.ENV] = str(store)  # every PNG the kernels save is recorded there
     try:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {

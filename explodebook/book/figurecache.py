@@ -1,0 +1,275 @@
+"""Another edition's execution cache: the English cache with every figure redrawn in that language.
+
+MyST-NB builds a page from its executed notebook in the execution cache.
+`translate_cache` copies the English book's cache and, in the notebooks of
+the book's current pages, replaces every PNG (inline figures, widget
+images, the frames of `explodebook.scrubber` sliders) by its figure from
+the figure store (`explodebook.book.figuretext`), redrawn with the
+translations of the ``figures`` catalog. Nothing is executed. `write_template`
+writes that catalog's template (``figures.pot``) from the same figures, so
+that ``make catalogs`` brings new or changed figure text to translators
+like any other message.
+
+Redrawn PNGs are kept in the store (``<language>/<key>-<translations>.png``):
+a build redraws only figures whose PNG or translations changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from explodebook.book import figuretext
+
+__all__ = ["figure_store", "page_notebooks", "pngs", "rewrite_pngs", "translate_cache", "write_template", "Report"]
+
+#: The gettext domain (catalog file name) of the figures' text.
+DOMAIN = "figures"
+
+_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/]+=*)")
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def figure_store(cache: str | Path) -> Path:
+    """The figure store of an execution cache: a folder inside it, so that the two travel together."""
+    return Path(cache) / "figures"
+
+
+def _decode(text: str) -> bytes | None:
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data.startswith(figuretext.PNG_SIGNATURE) else None
+
+
+def _encode(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")
+
+
+def rewrite_pngs(notebook: dict[str, Any], replace: Callable[[bytes], bytes | None]) -> int:
+    """Replace the PNGs of a notebook (a JSON dict) where ``replace`` gives new bytes.
+
+    PNGs are found in ``image/png`` outputs, in ``data:image/png`` URIs of
+    HTML outputs (scrubbers), and in the base64 buffers of the saved widget
+    state (``ipywidgets.Image`` values). ``replace`` gets every PNG and
+    returns its replacement, or None to keep it.
+
+    Returns:
+        how many PNGs were replaced.
+    """
+    count = 0
+
+    def swap(png: bytes | None) -> str | None:
+        nonlocal count
+        new = replace(png) if png is not None else None
+        if new is None:
+            return None
+        count += 1
+        return _encode(new)
+
+    def in_text(text: str) -> str:
+        return _URI.sub(lambda m: "data:image/png;base64," + (swap(_decode(m.group(1))) or m.group(1)), text)
+
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data") or {}
+            for mime, value in data.items():
+                if mime == "image/png" and isinstance(value, str):
+                    data[mime] = swap(_decode(value)) or value
+                elif mime.startswith("text/html"):
+                    data[mime] = [in_text(v) for v in value] if isinstance(value, list) else in_text(value)
+    state = ((notebook.get("metadata") or {}).get("widgets") or {}).get(_WIDGET_STATE) or {}
+    for model in (state.get("state") or {}).values():
+        for buffer in model.get("buffers") or []:
+            if buffer.get("encoding") == "base64":
+                buffer["data"] = swap(_decode(buffer["data"])) or buffer["data"]
+    return count
+
+
+def pngs(notebook: dict[str, Any]) -> list[bytes]:
+    """Every PNG of a notebook (as `rewrite_pngs` finds them), in order."""
+    found: list[bytes] = []
+    rewrite_pngs(notebook, lambda png: found.append(png))  # type: ignore[func-returns-value]
+    return found
+
+
+def page_notebooks(book: str | Path, cache: str | Path) -> Iterator[tuple[str, Path]]:
+    """(docname, executed notebook file) of each page of the book found in ``cache``."""
+    from jupyter_cache import get_cache
+
+    from explodebook.book.prebuild import chapters
+    from explodebook.book.sources import Book
+
+    jc = get_cache(str(cache))
+    for chapter in chapters(Book.load(Path(book).resolve())):
+        try:
+            record = jc.match_cache_notebook(chapter.notebook)
+        except KeyError:
+            continue
+        yield chapter.docname, Path(jc._get_notebook_path_cache(record.hashkey))
+
+
+def missing_figures(notebook_file: str | Path, store: str | Path) -> list[str]:
+    """Keys of the PNGs of an executed notebook whose figures the store does not have."""
+    notebook = json.loads(Path(notebook_file).read_text(encoding="utf-8"))
+    keys = {figuretext.png_key(png) for png in pngs(notebook)}
+    return sorted(k for k in keys if not (Path(store) / f"{k}.pickle").exists()
+                  and not (Path(store) / f"{k}.error").exists())  # fmt: skip
+
+
+def read_catalog(path: str | Path) -> dict[str, str]:
+    """The translated, not fuzzy, messages of a ``.po`` file (empty if there is none)."""
+    from babel.messages.pofile import read_po
+
+    if not Path(path).exists():
+        return {}
+    with open(path, "rb") as handle:
+        catalog = read_po(handle)
+    return {m.id: m.string for m in catalog if m.id and m.string and not m.fuzzy and isinstance(m.id, str)}
+
+
+@dataclass
+class Report:
+    """What `translate_cache` did."""
+
+    redrawn: int = 0  # PNGs replaced in the edition's cache
+    reused: int = 0  # of those, taken from earlier builds' redraws
+    unrecorded: dict[str, int] = field(default_factory=dict)  # docname -> PNGs with no stored figure
+    unpicklable: dict[str, int] = field(default_factory=dict)  # docname -> PNGs whose figure could not be stored
+    untranslated: dict[str, list[str]] = field(default_factory=dict)  # docname -> messages left in English
+
+
+def translate_cache(book: str | Path, source: str | Path, target: str | Path, catalog: str | Path,
+                    language: str) -> Report:  # fmt: skip
+    """Copy the execution cache ``source`` to ``target`` with the current pages' figures translated.
+
+    Args:
+        book: the book's folder (its ``_toc.yml`` says which pages are current).
+        source: the English edition's execution cache (with its figure store).
+        target: the edition's cache; replaced if it exists.
+        catalog: the edition's ``figures.po``.
+        language: the edition's language (names the folder of kept redraws).
+    """
+    source, target = Path(source), Path(target)
+    store = figure_store(source)
+    kept = store / language
+    kept.mkdir(parents=True, exist_ok=True)
+    translations = read_catalog(catalog)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("figures"))
+    report = Report()
+    done: dict[tuple[str, str], bytes | None] = {}  # a PNG a page embeds twice is redrawn once
+
+    def translated_png(key: str, docname: str) -> bytes | None:
+        if (store / f"{key}.error").exists():
+            report.unpicklable[docname] = report.unpicklable.get(docname, 0) + 1
+            return None
+        if not (store / f"{key}.pickle").exists():
+            report.unrecorded[docname] = report.unrecorded.get(docname, 0) + 1
+            return None
+        stored = figuretext.load(store / f"{key}.pickle")
+        words = figuretext.messages(stored["figure"])
+        used = {w: translations.get(w) for w in words}
+        untranslated = [w for w, t in used.items() if t is None]
+        if untranslated:
+            report.untranslated.setdefault(docname, []).extend(untranslated)
+        if not words:
+            return None  # no text to translate: the English PNG is the edition's
+        digest = hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
+        redrawn = kept / f"{key}-{digest}.png"
+        report.redrawn += 1
+        if redrawn.exists():
+            report.reused += 1
+            return redrawn.read_bytes()
+        new, _ = figuretext.redraw(stored, translations.get)
+        redrawn.write_bytes(new)
+        return new
+
+    for docname, path in page_notebooks(book, target):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+
+        def replace(png: bytes, docname: str = docname) -> bytes | None:
+            key = figuretext.png_key(png)
+            if (docname, key) not in done:
+                done[docname, key] = translated_png(key, docname)
+            return done[docname, key]
+
+        if rewrite_pngs(notebook, replace):
+            path.write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
+    for docname, words in report.untranslated.items():
+        report.untranslated[docname] = list(dict.fromkeys(words))
+    return report
+
+
+def write_template(book: str | Path, cache: str | Path, output: str | Path) -> int:
+    """Write the ``figures`` catalog template: the text of every current page's figures.
+
+    Each message's location comment names the pages whose figures show it.
+
+    Returns:
+        the number of messages.
+    """
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    store = figure_store(cache)
+    template = Catalog(project="explodebook figures", fuzzy=False)
+    for docname, path in page_notebooks(book, cache):
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        for key in dict.fromkeys(figuretext.png_key(png) for png in pngs(notebook)):
+            if (store / f"{key}.pickle").exists():
+                for message in figuretext.messages(figuretext.load(store / f"{key}.pickle")["figure"]):
+                    existing = template.get(message)
+                    locations = list(existing.locations) if existing else []
+                    if (docname, None) not in locations:
+                        locations.append((docname, None))
+                    template.add(message, locations=locations)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "wb") as handle:
+        write_po(handle, template, width=0, omit_header=False, sort_output=False)
+    return len(template)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explodebook.book.figurecache", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    pot = sub.add_parser("template", help="write figures.pot from the English cache's figures")
+    pot.add_argument("cache", type=Path)
+    pot.add_argument("output", type=Path)
+    tr = sub.add_parser("translate", help="copy the English cache with the figures translated")
+    tr.add_argument("source", type=Path)
+    tr.add_argument("target", type=Path)
+    tr.add_argument("--language", required=True)
+    tr.add_argument("--locales", type=Path, default=Path("locales"))
+    for p in (pot, tr):
+        p.add_argument("--book", type=Path, default=Path("."))
+    args = parser.parse_args(argv)
+    if args.command == "template":
+        count = write_template(args.book, args.cache, args.output)
+        print(f"figures: {count} messages -> {args.output}")
+        return 0
+    catalog = args.locales / args.language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    report = translate_cache(args.book, args.source, args.target, catalog, args.language)
+    print(f"figures: {report.redrawn} PNGs in {args.language} ({report.reused} from earlier builds) -> {args.target}")
+    for label, found in (("figures not recorded (run `make book` again)", report.unrecorded),
+                         ("figures that could not be stored", report.unpicklable)):  # fmt: skip
+        for docname, count in found.items():
+            print(f"figures: {docname}: {count} {label}")
+    for docname, words in report.untranslated.items():
+        print(f"figures: {docname}: {len(words)} untranslated message(s), first {words[0]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
