@@ -36,6 +36,8 @@ ZH = {
     "clipped": "裁剪后",
     "PyTorch": "PyTorch",
     "norm of $W$": "$W$ 的范数",
+    "low": "低",
+    "high": "高",
 }
 
 
@@ -47,6 +49,7 @@ def draw() -> plt.Figure:
     ax.annotate("exploded at step 40", (2, 9))
     ax.legend()
     bars.bar(["PyTorch", "Keras"], [1, 2])  # category tick labels
+    bars.set_yticks([1, 2], ["low", "high"])  # tick labels given as text
     bars.set_title("0.5")  # a number: not a message
     return fig
 
@@ -125,6 +128,7 @@ def test_redraw_draws_the_translations(store: Path) -> None:
     assert ax.yaxis.label.get_fontfamily() == [figuretext.cjk_font()]
     figure.canvas.draw()
     assert [t.get_text() for t in bars.get_xticklabels()] == ["PyTorch", "Keras"]
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["低", "高"]
     plt.close("all")
 
 
@@ -275,3 +279,4 @@ def test_prebuild_records_every_figure_of_the_page_and_the_edition_redraws_them(
     assert list(third["executed"]) == ["chapters/figs"], lines
     assert any("not recorded" in line for line in lines)
     assert figurecache.missing_figures(notebook_file, store) == []
+

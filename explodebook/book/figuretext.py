@@ -154,15 +154,29 @@ def _texts(figure: Any) -> Iterator[Any]:
             yield text
 
 
+def _tick_dict(formatter: Any) -> dict[Any, Any] | None:
+    """The {tick: label} dict of a formatter made by ``set_ticks(..., labels=...)``, else None.
+
+    matplotlib keeps such labels as ``FuncFormatter(partial(Axis._format_with_dict, labels))``.
+    """
+    from matplotlib.axis import Axis
+    from matplotlib.ticker import FuncFormatter
+
+    func = formatter.func if isinstance(formatter, FuncFormatter) else None
+    if isinstance(func, functools.partial) and func.func is Axis._format_with_dict and func.args:
+        return func.args[0]
+    return None
+
+
 def _category_formatters(figure: Any) -> Iterator[Any]:
-    """The fixed and categorical tick formatters of the figure's axes (their labels are words)."""
+    """The tick formatters of the figure's axes whose labels are given text (words), not numbers."""
     from matplotlib.category import StrCategoryFormatter
     from matplotlib.ticker import FixedFormatter
 
     for ax in figure.get_axes():
         for axis in ax._axis_map.values():
             for formatter in (axis.get_major_formatter(), axis.get_minor_formatter()):
-                if isinstance(formatter, (FixedFormatter, StrCategoryFormatter)):
+                if isinstance(formatter, (FixedFormatter, StrCategoryFormatter)) or _tick_dict(formatter) is not None:
                     yield formatter
 
 
@@ -171,6 +185,9 @@ def _formatter_labels(formatter: Any) -> list[str]:
 
     if isinstance(formatter, FixedFormatter):
         return [str(label) for label in formatter.seq]
+    labels = _tick_dict(formatter)
+    if labels is not None:
+        return [str(label) for label in labels.values()]
     return [str(label) for label in formatter._units]
 
 
@@ -253,6 +270,9 @@ def translate(figure: Any, lookup: Callable[[str], str | None]) -> list[str]:
             formatter.seq = [translated(label) for label in labels]
         elif isinstance(formatter, StrCategoryFormatter):
             formatter._units = {translated(str(label)): value for label, value in formatter._units.items()}
+        else:  # set_ticks(..., labels=...)
+            ticks = _tick_dict(formatter)
+            formatter.func = functools.partial(formatter.func.func, {t: translated(str(v)) for t, v in ticks.items()})
         if _formatter_labels(formatter) != labels:
             # tick labels are remade at drawing time from the axis' tick settings
             family = [*matplotlib.rcParams["font.family"], font]
