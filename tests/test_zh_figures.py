@@ -280,3 +280,34 @@ def test_prebuild_records_every_figure_of_the_page_and_the_edition_redraws_them(
     assert any("not recorded" in line for line in lines)
     assert figurecache.missing_figures(notebook_file, store) == []
 
+
+def test_the_figures_catalog_is_complete() -> None:
+    stats = catalog_stats(CATALOG)
+    assert stats.total > 0
+    assert (stats.untranslated, stats.fuzzy) == (0, 0), f"{CATALOG.name}: {stats}"
+
+
+def test_figure_translations_keep_every_number_math_span_and_symbol() -> None:
+    import re
+
+    keep = re.compile(r"\$[^$]*\$|\d+(?:\.\d+)?(?:e[-+]?\d+)?|[‖∇σηΣ∂⋯²³₀-₉ₜₖ]")
+    with open(CATALOG, "rb") as handle:
+        catalog = read_po(handle)
+    bad = [(m.id, m.string) for m in catalog if m.id and m.string
+           and sorted(keep.findall(m.id)) != sorted(keep.findall(m.string))]  # fmt: skip
+    assert not bad, "\n".join(f"{i!r} -> {s!r}" for i, s in bad[:20])
+
+
+@pytest.mark.book
+def test_the_figures_catalog_is_in_step_with_the_books_figures(build, tmp_path: Path) -> None:
+    # what `make catalogs` would write from the figures the build recorded
+    assert build.returncode == 0
+    template = tmp_path / "figures.pot"
+    figurecache.write_template(ROOT, ROOT / "_build" / ".jupyter_cache", template)
+    with open(template, "rb") as pot, open(CATALOG, "rb") as po:
+        english = {m.id for m in read_po(pot) if m.id}
+        catalog = {m.id for m in read_po(po) if m.id}
+    assert english == catalog, (
+        f"figures.po out of step with the book's figures ({len(english - catalog)} new or changed, "
+        f"{len(catalog - english)} gone, e.g. {sorted(english - catalog)[:3]}); run `make catalogs`"
+    )
