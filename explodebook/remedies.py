@@ -54,7 +54,8 @@ def draw_pair(
     Args:
         traces: the runs, all of one framework first, then the same runs
             in the other (``[run(s, fw) for fw in FRAMEWORKS for s in specs]``).
-        labels: one legend label per run (not per trace).
+        labels: one legend label per run (not per trace); without them
+            the legend names only the frameworks' line styles.
         title: the finding to state.
         reference: draw a dotted line at this loss (e.g. the mean's).
     """
@@ -65,9 +66,11 @@ def draw_pair(
         k = series.get(trace.framework, 0)
         series[trace.framework] = k + 1
         colors.append(plots.SERIES_COLORS[k % len(plots.SERIES_COLORS)])
-        name = labels[k] if labels is not None else trace.label
         # One legend entry per run: the first framework's line ("_": none).
-        names.append(name if trace.framework == FRAMEWORKS[0] else f"_{name}")
+        # A run without a label has none: its default name, the framework's,
+        # would repeat the PyTorch/Keras line-style entries below.
+        shown = labels is not None and trace.framework == FRAMEWORKS[0]
+        names.append(labels[k] if shown else f"_run {k}")
     plots.loss_curve(list(traces), ax=ax, labels=names, colors=colors,
                      divergence="compact", legend=False)  # fmt: skip
     if reference is not None:

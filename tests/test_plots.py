@@ -314,6 +314,16 @@ def test_draw_pair_draws_through_loss_curve_with_the_compact_mark(classic: Trace
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["run", "PyTorch", "Keras"]
 
 
+def test_draw_pair_without_labels_names_each_framework_once(classic: Trace) -> None:
+    # chapter 10b's scrubber frames: one run in both frameworks, no labels
+    from explodebook.remedies import draw_pair
+
+    keras_like = dataclasses.replace(classic, framework="keras")
+    fig = draw_pair(classic, keras_like, title="t")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["PyTorch", "Keras"]
+    plt.close(fig)
+
+
 def test_live_curves_grow_in_place(healthy: Trace) -> None:
     from explodebook.plots.live import LiveCurves
     from explodebook.render import canvas_png
