@@ -11,6 +11,7 @@ figures in this process; the tiny-book tests execute a page through
 from __future__ import annotations
 
 import base64
+import re
 import io
 import json
 from pathlib import Path
@@ -83,6 +84,7 @@ def test_messages_are_the_words_of_titles_labels_legends_annotations_and_categor
 @pytest.mark.parametrize(("text", "expected"), [
     ("step", True), ("$10^{-2}$", False), ("σ = 3", False), ("1/6: predicting the mean", True),
     ("$\\eta$ = 0.1", False), ("‖W‖₂ / step 0 (log)", True), ("", False),
+    ("learning_rate = 1e-06", False), ("depth = 10", False), ("truncation k = 3", True),
 ])  # fmt: skip
 def test_a_message_has_a_word_outside_mathtext(text: str, expected: bool) -> None:
     assert figuretext.is_message(text) is expected
@@ -252,18 +254,21 @@ def test_prebuild_records_every_figure_of_the_page_and_the_edition_redraws_them(
     assert figurecache.missing_figures(notebook_file, store) == []
 
     template = tmp_path / "figures.pot"
-    assert figurecache.write_template(book, cache, template) == 4
+    assert figurecache.write_template(book, cache, template) == 6
     with open(template, "rb") as handle:
         messages = {m.id: m.locations for m in read_po(handle) if m.id}
-    assert set(messages) == {"loss of two runs", "step", "exploded at step 40", "clipped"}
+    # the figures' words, and the scrubber's buttons (its labels "a", "b" are no words)
+    assert set(messages) == {"loss of two runs", "step", "exploded at step 40", "clipped", "Prev", "Next"}
     assert messages["step"] == [("chapters/figs", None)]
 
     po = tmp_path / "figures.po"
     po.write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-                  + "".join(f'msgid "{k}"\nmsgstr "{ZH[k]}"\n\n' for k in messages), encoding="utf-8")  # fmt: skip
+                  + "".join(f'msgid "{k}"\nmsgstr "{ZH[k]}"\n\n' for k in messages if k in ZH),
+                  encoding="utf-8")  # fmt: skip
     target = tmp_path / "zh_cache"
     result = figurecache.translate_cache(book, cache, target, po, "zh_CN")
-    assert result.redrawn == 3 and not result.untranslated and not result.unrecorded
+    assert result.redrawn == 3 and not result.unrecorded
+    assert result.untranslated == {"chapters/figs": ["Prev", "Next"]}
     ((_, translated_file),) = figurecache.page_notebooks(book, target)
     translated = figurecache.pngs(json.loads(translated_file.read_text()))
     assert len(translated) == len(pngs) and not set(translated) & set(pngs)
@@ -311,3 +316,31 @@ def test_the_figures_catalog_is_in_step_with_the_books_figures(build, tmp_path: 
         f"figures.po out of step with the book's figures ({len(english - catalog)} new or changed, "
         f"{len(catalog - english)} gone, e.g. {sorted(english - catalog)[:3]}); run `make catalogs`"
     )
+
+
+def test_a_scrubbers_title_labels_and_buttons_are_messages_and_translate() -> None:
+    from explodebook.scrubber import scrubber
+
+    def frame(k: int) -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.plot(range(k + 2))
+        return fig
+
+    shown = scrubber([0, 1], frame, labels=["truncation k = 2", "σ = 3"], title="Truncation <length> (no kernel needed)")
+    html_text = shown._repr_html_()
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "data": {"text/html": html_text.splitlines(keepends=True)}}]}]}  # fmt: skip
+    assert figurecache.scrubber_messages(notebook) == [
+        "Truncation <length> (no kernel needed)", "truncation k = 2", "Prev", "Next"]
+    zh = {"Truncation <length> (no kernel needed)": "截断长度（无需内核）", "truncation k = 2": "截断 k = 2",
+          "Prev": "上一帧"}  # fmt: skip
+    assert figurecache.translate_scrubbers(notebook, zh.get) == ["Next"]
+    out = "".join(notebook["cells"][0]["outputs"][0]["data"]["text/html"])
+    assert '<div class="eb-scrubber-title">截断长度（无需内核）</div>' in out
+    assert 'alt="截断 k = 2"' in out and 'aria-valuetext="截断 k = 2"' in out and ">截断 k = 2</output>" in out
+    assert "&lsaquo; 上一帧</button>" in out and ">Next &rsaquo;" in out
+    labels = json.loads(re.search(r"var labels = (\[.*?\]);", out).group(1))
+    assert labels == ["截断 k = 2", "σ = 3"]
+    # the frames are untouched
+    assert figurecache.pngs(notebook) == figurecache.pngs(
+        {"cells": [{"cell_type": "code", "outputs": [{"data": {"text/html": html_text}}]}]})

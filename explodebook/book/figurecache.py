@@ -5,7 +5,8 @@ MyST-NB builds a page from its executed notebook in the execution cache.
 the book's current pages, replaces every PNG (inline figures, widget
 images, the frames of `explodebook.scrubber` sliders) by its figure from
 the figure store (`explodebook.book.figuretext`), redrawn with the
-translations of the ``figures`` catalog. Nothing is executed. `write_template`
+translations of the ``figures`` catalog, and translates the sliders' own
+text (title, frame labels, buttons) with the same catalog. Nothing is executed. `write_template`
 writes that catalog's template (``figures.pot``) from the same figures, so
 that ``make catalogs`` brings new or changed figure text to translators
 like any other message.
@@ -30,7 +31,8 @@ from typing import Any
 
 from explodebook.book import figuretext
 
-__all__ = ["figure_store", "page_notebooks", "pngs", "rewrite_pngs", "translate_cache", "write_template", "Report"]
+__all__ = ["figure_store", "page_notebooks", "pngs", "rewrite_pngs", "scrubber_messages", "translate_scrubbers",
+           "translate_cache", "write_template", "Report"]  # fmt: skip
 
 #: The gettext domain (catalog file name) of the figures' text.
 DOMAIN = "figures"
@@ -94,6 +96,73 @@ def rewrite_pngs(notebook: dict[str, Any], replace: Callable[[bytes], bytes | No
             if buffer.get("encoding") == "base64":
                 buffer["data"] = swap(_decode(buffer["data"])) or buffer["data"]
     return count
+
+
+# The text of a kernel-free slider (explodebook.scrubber): its title, its
+# frames' labels (in the script, and the first one in the markup) and the
+# buttons' words.
+_SCRUBBER_TITLE = re.compile(r'(<div class="eb-scrubber-title">)(.*?)(</div>)', re.DOTALL)
+_SCRUBBER_LABELS = re.compile(r"(var labels = )(\[.*?\]);")
+_SCRUBBER_START = re.compile(r'((?:alt|aria-valuetext)="|<output aria-live="polite">)([^"<]*)')
+_SCRUBBER_BUTTONS = re.compile(r"(&lsaquo; )(Prev)(</button>)|(>)(Next)( &rsaquo;)")
+
+
+def _scrubber_html(notebook: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+    """(output data, joined HTML) of each scrubber output of a notebook."""
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data") or {}
+            value = data.get("text/html")
+            text = "".join(value) if isinstance(value, list) else value
+            if isinstance(text, str) and "data-eb-scrubber" in text:
+                yield data, text
+
+
+def _translate_scrubber(text: str, lookup: Callable[[str], str]) -> str:
+    """A scrubber's HTML with its title, labels and buttons passed through ``lookup``."""
+    import html
+
+    def label(value: str) -> str:
+        return lookup(value) if figuretext.is_message(value) else value
+
+    text = _SCRUBBER_TITLE.sub(lambda m: m[1] + html.escape(lookup(html.unescape(m[2]))) + m[3], text)
+    match = _SCRUBBER_LABELS.search(text)
+    if match:
+        from explodebook.scrubber import _script_json
+
+        labels = json.loads(match[2])
+        text = text[: match.start(2)] + _script_json([label(v) for v in labels]) + text[match.end(2) :]
+    text = _SCRUBBER_START.sub(lambda m: m[1] + html.escape(label(html.unescape(m[2]))), text)
+    return _SCRUBBER_BUTTONS.sub(
+        lambda m: m[1] + lookup(m[2]) + m[3] if m[2] else m[4] + lookup(m[5]) + m[6], text)  # fmt: skip
+
+
+def scrubber_messages(notebook: dict[str, Any]) -> list[str]:
+    """The words of the notebook's scrubbers (titles, frame labels, buttons), each once."""
+    found: dict[str, None] = {}
+
+    def collect(text: str) -> str:
+        found.setdefault(text, None)
+        return text
+
+    for _, text in _scrubber_html(notebook):
+        _translate_scrubber(text, collect)
+    return [t for t in found if figuretext.is_message(t) or t in ("Prev", "Next")]
+
+
+def translate_scrubbers(notebook: dict[str, Any], lookup: Callable[[str], str | None]) -> list[str]:
+    """Translate the notebook's scrubbers in place; the messages ``lookup`` has no translation for."""
+    missing: list[str] = []
+
+    def translated(text: str) -> str:
+        result = lookup(text)
+        if result is None:
+            missing.append(text)
+        return text if result is None else result
+
+    for data, text in _scrubber_html(notebook):
+        data["text/html"] = _translate_scrubber(text, translated).splitlines(keepends=True)
+    return list(dict.fromkeys(missing))
 
 
 def pngs(notebook: dict[str, Any]) -> list[bytes]:
@@ -205,8 +274,11 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
                 done[docname, key] = translated_png(key, docname)
             return done[docname, key]
 
-        if rewrite_pngs(notebook, replace):
-            path.write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
+        untranslated = translate_scrubbers(notebook, translations.get)
+        if untranslated:
+            report.untranslated.setdefault(docname, []).extend(untranslated)
+        rewrite_pngs(notebook, replace)
+        path.write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
     for docname, words in report.untranslated.items():
         report.untranslated[docname] = list(dict.fromkeys(words))
     return report
@@ -227,14 +299,16 @@ def write_template(book: str | Path, cache: str | Path, output: str | Path) -> i
     template = Catalog(project="explodebook figures", fuzzy=False)
     for docname, path in page_notebooks(book, cache):
         notebook = json.loads(path.read_text(encoding="utf-8"))
+        found = []
         for key in dict.fromkeys(figuretext.png_key(png) for png in pngs(notebook)):
             if (store / f"{key}.pickle").exists():
-                for message in figuretext.messages(figuretext.load(store / f"{key}.pickle")["figure"]):
-                    existing = template.get(message)
-                    locations = list(existing.locations) if existing else []
-                    if (docname, None) not in locations:
-                        locations.append((docname, None))
-                    template.add(message, locations=locations)
+                found += figuretext.messages(figuretext.load(store / f"{key}.pickle")["figure"])
+        for message in found + scrubber_messages(notebook):
+            existing = template.get(message)
+            locations = list(existing.locations) if existing else []
+            if (docname, None) not in locations:
+                locations.append((docname, None))
+            template.add(message, locations=locations)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "wb") as handle:
         write_po(handle, template, width=0, omit_header=False, sort_output=False)

@@ -55,6 +55,8 @@ CJK_FONT_FILES = ("wqy-microhei.ttc", "NotoSansCJK-Regular.ttc", "NotoSansCJKsc-
 # A message has a word in it: two ASCII letters in a row outside mathtext.
 _MATH = re.compile(r"(?<!\\)\$.*?(?<!\\)\$")
 _WORD = re.compile(r"[A-Za-z]{2}")
+# A setting as code writes it, "learning_rate = 0.001": the same in every language.
+_SETTING = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]* = [-+0-9.e]+\s*\Z")
 
 
 def png_key(png: bytes) -> str:
@@ -192,8 +194,8 @@ def _formatter_labels(formatter: Any) -> list[str]:
 
 
 def is_message(text: str) -> bool:
-    """Whether ``text`` has words to translate (not only numbers, symbols and mathtext)."""
-    return bool(_WORD.search(_MATH.sub("", text)))
+    """Whether ``text`` has words to translate (not only numbers, symbols, mathtext, or ``name = value`` of code)."""
+    return bool(_WORD.search(_MATH.sub("", text))) and not _SETTING.match(text)
 
 
 def messages(figure: Any) -> list[str]:
