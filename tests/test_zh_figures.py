@@ -277,6 +277,11 @@ def test_prebuild_records_every_figure_of_the_page_and_the_edition_redraws_them(
     again = figurecache.translate_cache(book, cache, target, po, "zh_CN")
     assert again.reused == again.redrawn == 3
 
+    # `make book-zh`'s command: the book's own cache, the edition's next to it
+    assert figurecache._main(["translate", "--language", "zh_CN", "--book", str(book)]) == 0
+    assert figurecache.edition_cache(cache, "zh_CN") == cache.with_name(".jupyter_cache-zh_CN")
+    assert list(figurecache.page_notebooks(book, cache.with_name(".jupyter_cache-zh_CN")))
+
     # a page cached without its figures recorded is executed again
     for path in store.glob("*.pickle"):
         path.unlink()

@@ -31,7 +31,7 @@ from typing import Any
 
 from explodebook.book import figuretext
 
-__all__ = ["figure_store", "page_notebooks", "pngs", "rewrite_pngs", "scrubber_messages", "translate_scrubbers",
+__all__ = ["figure_store", "edition_cache", "page_notebooks", "pngs", "rewrite_pngs", "scrubber_messages", "translate_scrubbers",
            "translate_cache", "write_template", "Report"]  # fmt: skip
 
 #: The gettext domain (catalog file name) of the figures' text.
@@ -44,6 +44,12 @@ _WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 def figure_store(cache: str | Path) -> Path:
     """The figure store of an execution cache: a folder inside it, so that the two travel together."""
     return Path(cache) / "figures"
+
+
+def edition_cache(cache: str | Path, language: str) -> Path:
+    """The execution cache of the edition in ``language``, next to the English one ``cache``."""
+    cache = Path(cache)
+    return cache.with_name(f"{cache.name}-{language}")
 
 
 def _decode(text: str) -> bytes | None:
@@ -319,23 +325,30 @@ def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m explodebook.book.figurecache", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     pot = sub.add_parser("template", help="write figures.pot from the English cache's figures")
-    pot.add_argument("cache", type=Path)
     pot.add_argument("output", type=Path)
     tr = sub.add_parser("translate", help="copy the English cache with the figures translated")
-    tr.add_argument("source", type=Path)
-    tr.add_argument("target", type=Path)
     tr.add_argument("--language", required=True)
-    tr.add_argument("--locales", type=Path, default=Path("locales"))
     for p in (pot, tr):
         p.add_argument("--book", type=Path, default=Path("."))
+        p.add_argument("--cache", type=Path, default=None,
+                       help="the English execution cache (default: the one `make book` fills)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.cache is None:
+        from explodebook.book.prebuild import cache_path
+        from explodebook.book.sources import Book
+
+        book = Book.load(args.book.resolve())
+        args.cache = cache_path(book.root, book.config)
     if args.command == "template":
         count = write_template(args.book, args.cache, args.output)
         print(f"figures: {count} messages -> {args.output}")
         return 0
-    catalog = args.locales / args.language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    report = translate_cache(args.book, args.source, args.target, catalog, args.language)
-    print(f"figures: {report.redrawn} PNGs in {args.language} ({report.reused} from earlier builds) -> {args.target}")
+    from explodebook.book.i18n import LOCALES
+
+    catalog = args.book / LOCALES / args.language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    target = edition_cache(args.cache, args.language)
+    report = translate_cache(args.book, args.cache, target, catalog, args.language)
+    print(f"figures: {report.redrawn} PNGs in {args.language} ({report.reused} from earlier builds) -> {target}")
     for label, found in (("figures not recorded (run `make book` again)", report.unrecorded),
                          ("figures that could not be stored", report.unpicklable)):  # fmt: skip
         for docname, count in found.items():
