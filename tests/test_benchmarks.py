@@ -217,7 +217,7 @@ def test_estimate_and_limits(scaling) -> None:
     assert "lstm 1.50 s" in text and "over 1 s: lstm, gru" in text
 
 
-@pytest.mark.parametrize("script", ["chapters.py", "scaling.py", "threads.py", "widget_levers.py"])
+@pytest.mark.parametrize("script", ["chapters.py", "scaling.py", "threads.py", "widget_levers.py", "zh_build.py"])
 def test_help(script: str) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
