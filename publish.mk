@@ -30,8 +30,14 @@ endif
 	touch _build/html/.nojekyll
 	@echo "Upload $(CURDIR)/_build/html (for example to https://<org>.github.io/<repo>/)"
 
-# The student edition, the same way: _build/student/_build/html.
-pages-student: book-student
+# The student edition, the same way: _build/student/_build/html, with the
+# Chinese student edition under zh/ (PAGES_ZH=1).
+pages-student: book-student $(if $(filter 1,$(PAGES_ZH)),book-student-zh)
+	rm -rf _build/student/_build/html/zh
+ifeq ($(PAGES_ZH),1)
+	cp -r $(ZH_STUDENT_OUT)/_build/html _build/student/_build/html/zh
+	$(BIN)/python -m explodebook.book.i18n link-editions _build/student/_build/html zh
+endif
 	$(BIN)/python -m explodebook.book.publish check-site _build/student/_build/html
 	touch _build/student/_build/html/.nojekyll
 	@echo "Upload $(CURDIR)/_build/student/_build/html"

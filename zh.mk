@@ -10,16 +10,25 @@ ZH_LANG  ?= zh_CN
 # _build/zh/_build/html.
 I18N_OUT ?= _build/i18n
 ZH_OUT   ?= _build/zh
+# The Chinese student edition (no solutions): _build/student-zh/_build/html.
+ZH_STUDENT_OUT ?= _build/student-zh
+# What the generated configurations are made by.
+EDITION_CODE := explodebook/book/i18n.py explodebook/book/editions.py explodebook/coursework/edition.py
 
-.PHONY: catalogs catalog-stats book-zh
+.PHONY: catalogs catalog-stats book-zh book-student-zh
 
 # The book's configuration with execute.cache pointing at _build/.jupyter_cache
 # (absolute): the other --path-output folders read the English build's cache.
-_build/i18n_config.yml: _config.yml $(STAMP)
+_build/i18n_config.yml: _config.yml $(EDITION_CODE) $(STAMP)
 	$(BIN)/python -m explodebook.book.i18n config $@
 
-_build/zh_config.yml: _config.yml $(STAMP)
+_build/zh_config.yml: _config.yml $(EDITION_CODE) $(STAMP)
 	$(BIN)/python -m explodebook.book.i18n config $@ --language $(ZH_LANG)
+
+# The student edition's configuration (explodebook.coursework's) made into
+# the Chinese edition's by the same explodebook.book.i18n.edition_config.
+_build/student_zh_config.yml: _config.yml $(EDITION_CODE) $(STAMP)
+	$(BIN)/python -m explodebook.book.editions student-config $@ --language $(ZH_LANG)
 
 # _toc.yml with its part captions translated (Sphinx cannot translate them).
 _build/zh_toc.yml: _toc.yml $(wildcard locales/$(ZH_LANG)/LC_MESSAGES/*.po) $(STAMP)
@@ -44,3 +53,11 @@ book-zh: assets _build/zh_config.yml _build/zh_toc.yml
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/zh_config.yml --toc _build/zh_toc.yml --path-output $(ZH_OUT)
 	@echo
 	@echo "The Chinese edition is at $(CURDIR)/$(ZH_OUT)/_build/html/index.html"
+
+# The Chinese student edition: every solution left out, as in
+# `make book-student`; nothing executed either.
+book-student-zh: assets _build/student_zh_config.yml _build/zh_toc.yml
+	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
+	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/student_zh_config.yml --toc _build/zh_toc.yml --path-output $(ZH_STUDENT_OUT)
+	@echo
+	@echo "The Chinese student edition is at $(CURDIR)/$(ZH_STUDENT_OUT)/_build/html/index.html"

@@ -1,7 +1,8 @@
 """The rendered book, page by page, in a real browser, with the network cut.
 
-Every page of the table of contents (and Sphinx's own index pages) is served
-from 127.0.0.1 and opened in headless Chromium with every request to another
+Every page of the table of contents (and Sphinx's own index pages), of the
+English book and of its Chinese edition (issue 20), is served from
+127.0.0.1 and opened in headless Chromium with every request to another
 host blocked, the way a reader behind a firewall would see it. Chapters
 added to ``_toc.yml`` are covered without new test code. A failing page
 leaves a screenshot in ``_build/browser-failures/``.
@@ -27,9 +28,12 @@ from typing import Any
 
 import pytest
 
+from _zh_edition import ZH_HTML, zh_edition
 from conftest import ROOT, toc_files
 
 HTML = ROOT / "_build" / "html"
+# The editions, by the folder each is published under (`make pages`).
+ZH = "zh"
 FAILURES = ROOT / "_build" / "browser-failures"
 # Written by the theme (pydata-sphinx-theme) on a first visit with an empty
 # profile; not an error of the book.
@@ -76,16 +80,29 @@ _LOAD_ALL_FONTS = """async () => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(build) -> Iterator[str]:
-    assert build.returncode == 0, "the book did not build; see test_book"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+def _serve(folder: Path) -> Iterator[str]:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     handler.log_message = lambda *args: None  # type: ignore[attr-defined]
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(build) -> Iterator[str]:
+    assert build.returncode == 0, "the book did not build; see test_book"
+    yield from _serve(HTML)
+
+
+@pytest.fixture(scope="module")
+def zh_server(build, tmp_path_factory) -> Iterator[str]:
+    """The Chinese edition (built once per run, shared with test_zh.py), on a server of its own."""
+    assert build.returncode == 0, "the book did not build; see test_book"
+    zh_build = zh_edition(build, tmp_path_factory)
+    assert zh_build.returncode == 0, "the Chinese edition did not build; see test_zh"
+    yield from _serve(ZH_HTML)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +118,9 @@ def context(browser) -> Iterator[Any]:
 class Visit:
     """One page opened with third-party hosts blocked, and what happened."""
 
-    def __init__(self, context: Any, base: str, name: str) -> None:
+    def __init__(self, context: Any, base: str, name: str, edition: str = "") -> None:
         self.name = name
+        self.edition = edition  # "" for the English book
         self.blocked: list[str] = []
         self.failed: dict[str, str] = {}  # URL: status or network error
         self.errors: list[str] = []
@@ -190,13 +208,17 @@ class Visit:
 
     def screenshot_on_failure(self) -> None:
         FAILURES.mkdir(parents=True, exist_ok=True)
-        path = FAILURES / (self.name.replace("/", "__") + ".png")
+        path = FAILURES / (f"{self.edition}/{self.name}".strip("/").replace("/", "__") + ".png")
         self.page.screenshot(path=str(path), full_page=True)
 
 
-@pytest.fixture(params=toc_files() + GENERATED_PAGES)
-def visit(request, context, server) -> Iterator[Visit]:
-    visit = Visit(context, server, request.param)
+@pytest.fixture(params=[page for edition in ("", ZH) for page in
+                        (f"{edition}/{name}".lstrip("/") for name in toc_files() + GENERATED_PAGES)])  # fmt: skip
+def visit(request, context) -> Iterator[Visit]:
+    # "zh/chapters/05_relu": the Chinese edition's page chapters/05_relu
+    edition = ZH if request.param.startswith(f"{ZH}/") else ""
+    base = request.getfixturevalue("zh_server" if edition else "server")
+    visit = Visit(context, base, request.param.removeprefix(f"{ZH}/"), edition)
     failed_before = request.session.testsfailed
     yield visit
     if request.session.testsfailed > failed_before:
@@ -315,16 +337,19 @@ def check_framework_tabs_switch(visit: Visit) -> None:
                 )
 
 
-def test_every_built_page_is_visited(server) -> None:
-    """No page of the built book escapes the checks above."""
+@pytest.mark.parametrize("edition", ["", ZH])
+def test_every_built_page_is_visited(request, edition: str) -> None:
+    """No page of the built book, or of its Chinese edition, escapes the checks above."""
+    request.getfixturevalue("zh_server" if edition == ZH else "server")
+    html = ZH_HTML if edition == ZH else HTML
     visited = set(toc_files() + GENERATED_PAGES) | {"search"}
     built = {
-        str(path.relative_to(HTML).with_suffix(""))
-        for path in HTML.rglob("*.html")
-        if not path.relative_to(HTML).parts[0].startswith("_")
+        str(path.relative_to(html).with_suffix(""))
+        for path in html.rglob("*.html")
+        if not path.relative_to(html).parts[0].startswith("_")
     }
     # index.html: only a redirect to the root page
-    assert f"url={toc_files()[0]}.html" in (HTML / "index.html").read_text()
+    assert f"url={toc_files()[0]}.html" in (html / "index.html").read_text()
     assert built - {"index"} - visited == set(), "pages no test opens"
 
 
@@ -338,6 +363,37 @@ def test_search_finds_clipnorm(context, server) -> None:
         visit.settle()
         check_no_request_failed(visit)
         assert visit.errors == []
+    except BaseException:
+        visit.screenshot_on_failure()
+        raise
+    finally:
+        visit.page.close()
+
+
+def test_zh_search_finds_a_chinese_term_and_lands_on_its_page(context, zh_server) -> None:
+    """梯度裁剪 (gradient clipping) is one word of the index and leads to its chapter.
+
+    Sphinx's Chinese search splits text into words with jieba, which cuts
+    梯度裁剪 into 梯度 and 裁剪 unless told the term: the edition gives
+    jieba the glossary's terms (explodebook.book.editions), and the query,
+    which the browser keeps whole, finds them.
+    """
+    visit = Visit(context, zh_server, "search", ZH)
+    try:
+        visit.page.goto(f"{zh_server}/search.html?q=梯度裁剪", wait_until="networkidle")
+        visit.page.wait_for_selector("ul.search li", timeout=15_000)
+        links = visit.page.locator("ul.search li a")
+        hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+        assert hrefs and hrefs[0].split("?")[0].endswith("chapters/07_gradient_clipping.html"), hrefs
+        visit.settle()
+        check_no_request_failed(visit)
+        assert visit.errors == []
+        with visit.page.expect_navigation():
+            links.first.click()
+        assert visit.page.url.split("?")[0].endswith("/chapters/07_gradient_clipping.html")
+        assert "梯度裁剪" in visit.page.locator("main h1").first.inner_text()
+        visit.wait_for_network()
+        check_no_request_failed(visit)
     except BaseException:
         visit.screenshot_on_failure()
         raise
