@@ -332,8 +332,13 @@ ZH_STUDENT_HTML = ZH_STUDENT_OUT / "_build" / "html"
 
 
 @pytest.fixture(scope="module")
-def student_zh_build(build: subprocess.CompletedProcess[str], tmp_path_factory: pytest.TempPathFactory):
-    """The Chinese student edition, as `make book-student-zh` builds it."""
+def student_zh_build(build: subprocess.CompletedProcess[str], zh_build, tmp_path_factory: pytest.TempPathFactory):
+    """The Chinese student edition, as `make book-student-zh` builds it.
+
+    After the Chinese edition: Sphinx compiles the catalogs (.mo, next to
+    the .po) when they are out of date, and two builds at once (under
+    xdist) would write the same files.
+    """
     import shutil
 
     shutil.rmtree(ZH_STUDENT_OUT, ignore_errors=True)
