@@ -35,19 +35,25 @@ _build/zh_toc.yml: _toc.yml $(wildcard locales/$(ZH_LANG)/LC_MESSAGES/*.po) $(ST
 	$(BIN)/python -m explodebook.book.i18n toc $@ --language $(ZH_LANG)
 
 # English messages -> .pot templates -> locales/$(ZH_LANG)/LC_MESSAGES/*.po
+# (figures.pot: the text of the figures the English build recorded,
+# explodebook.book.figurecache)
 # (new messages untranslated, changed ones fuzzy, removed ones dropped; the
 # API reference stays English: explodebook.book.i18n.ENGLISH_ONLY), then
 # the catalogs' statistics.
 catalogs: assets _build/i18n_config.yml
 	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . --builder custom --custom-builder gettext --config _build/i18n_config.yml --path-output $(I18N_OUT)
+	$(BIN)/python -m explodebook.book.figurecache template $(I18N_OUT)/_build/gettext/figures.pot
 	$(BIN)/python -m explodebook.book.i18n update $(ZH_LANG) $(I18N_OUT)/_build/gettext
 
 catalog-stats: $(STAMP)
 	$(BIN)/python -m explodebook.book.i18n stats $(ZH_LANG)
 
 # The edition; Sphinx compiles the catalogs (.mo, not committed) itself.
-# Every page comes from the execution cache ("Using cached notebook").
+# Every page comes from the execution cache ("Using cached notebook"): the
+# build first copies the English cache into _build/.jupyter_cache-$(ZH_LANG)
+# with every figure redrawn in Chinese (explodebook.book.figurecache; needs
+# a CJK font, e.g. Debian's fonts-wqy-microhei).
 book-zh: assets _build/zh_config.yml _build/zh_toc.yml
 	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/zh_config.yml --toc _build/zh_toc.yml --path-output $(ZH_OUT)

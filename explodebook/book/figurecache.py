@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -240,9 +241,12 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
     kept = store / language
     kept.mkdir(parents=True, exist_ok=True)
     translations = read_catalog(catalog)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("figures"))
+    # Made beside the target and swapped in at the end: a build reading the
+    # edition's cache never sees it half written.
+    building = target.with_name(f"{target.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.copytree(source, building, ignore=shutil.ignore_patterns("figures"))
+    final, target = target, building
     report = Report()
     done: dict[tuple[str, str], bytes | None] = {}  # a PNG a page embeds twice is redrawn once
 
@@ -287,6 +291,11 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
         path.write_text(json.dumps(notebook, ensure_ascii=False), encoding="utf-8")
     for docname, words in report.untranslated.items():
         report.untranslated[docname] = list(dict.fromkeys(words))
+    old = final.with_name(f"{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    building.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
     return report
 
 
@@ -319,6 +328,42 @@ def write_template(book: str | Path, cache: str | Path, output: str | Path) -> i
     with open(output, "wb") as handle:
         write_po(handle, template, width=0, omit_header=False, sort_output=False)
     return len(template)
+
+
+def _translate_for_build(app: Any) -> None:
+    """Sphinx ``builder-inited``: make the edition's cache from the English one, figures translated."""
+    from sphinx.util import logging
+
+    source = app.config.explodebook_figures_from
+    language = app.config.language
+    if not source or not language or language == "en":
+        return
+    from explodebook.book.i18n import LOCALES
+
+    book = Path(app.srcdir)
+    catalog = book / LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    target = Path(app.config.nb_execution_cache_path)
+    report = translate_cache(book, source, target, catalog, language)
+    log = logging.getLogger(__name__)
+    log.info(f"figures: {report.redrawn} in {language} ({report.reused} kept from earlier builds)")
+    for docname, count in {**report.unrecorded, **report.unpicklable}.items():
+        log.warning(f"figures: {docname}: {count} figure(s) left in English (not recorded; run `make book`)")
+    for docname, words in report.untranslated.items():
+        log.warning(f"figures: {docname}: {len(words)} untranslated figure message(s), first {words[0]!r}; "
+                    "translate them in figures.po")  # fmt: skip
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Sphinx extension of the language editions: their figures translated as the build starts.
+
+    ``explodebook_figures_from`` (set by `explodebook.book.i18n.edition_config`)
+    names the English execution cache; the edition's own cache
+    (``execute.cache``, `edition_cache`) is made from it by `translate_cache`.
+    A figure left in English is a warning, so ``-W`` fails the build.
+    """
+    app.add_config_value("explodebook_figures_from", None, "env")
+    app.connect("builder-inited", _translate_for_build)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from explodebook.book.figurecache import edition_cache
+
 __all__ = [
     "CatalogStats",
     "ENGLISH_ONLY",
@@ -60,6 +62,9 @@ LOCALES = "locales"
 
 #: The Sphinx extension every edition's configuration loads.
 EXTENSION = "explodebook.book.editions"
+
+#: The Sphinx extension that gives a language edition its figures in that language.
+FIGURES_EXTENSION = "explodebook.book.figurecache"
 
 #: Each edition's title (the English title stays the same in every language).
 TITLES = {"zh_CN": "Exploding Gradients 中文版"}
@@ -110,6 +115,12 @@ def edition_config(config: dict[str, Any], language: str | None, cache_dir: str 
     if language is not None:
         out["sphinx"]["config"]["language"] = language
         out["title"] = TITLES.get(language, f"{out.get('title', '')} ({language})")
+        # The figures in the language, without executing anything: the
+        # build starts by copying the English cache into the edition's own,
+        # each figure redrawn (explodebook.book.figurecache).
+        out["sphinx"]["config"]["explodebook_figures_from"] = str(Path(cache_dir).resolve())
+        extensions.append(FIGURES_EXTENSION)
+        cache_dir = edition_cache(cache_dir, language)
     out.setdefault("execute", {})["cache"] = str(Path(cache_dir).resolve())
     return out
 
