@@ -26,6 +26,7 @@ from babel.messages.pofile import read_po  # noqa: E402
 from explodebook.book import figurecache, figuretext  # noqa: E402
 from explodebook.book import prebuild as pb  # noqa: E402
 from explodebook.book.i18n import catalog_stats  # noqa: E402
+from conftest import toc_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "locales" / "zh_CN" / "LC_MESSAGES" / "figures.po"
@@ -349,3 +350,34 @@ def test_a_scrubbers_title_labels_and_buttons_are_messages_and_translate() -> No
     # the frames are untouched
     assert figurecache.pngs(notebook) == figurecache.pngs(
         {"cells": [{"cell_type": "code", "outputs": [{"data": {"text/html": html_text}}]}]})
+
+
+@pytest.fixture(scope="module")
+def zh_build(build, tmp_path_factory: pytest.TempPathFactory):
+    """The Chinese edition, built once per run (tests/_zh_edition.py), after the English book."""
+    from _zh_edition import zh_edition
+
+    return zh_edition(build, tmp_path_factory)
+
+
+@pytest.mark.book
+def test_the_zh_build_redrew_the_figures_and_executed_nothing(zh_build) -> None:
+    log = zh_build.stdout + zh_build.stderr
+    assert zh_build.returncode == 0, log[-3000:]
+    assert re.search(r"figures: \d+ in zh_CN", log), "the figures were not translated"
+    assert "Executing" not in log
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", [p for p in toc_files() if p.startswith("chapters/")])
+def test_a_zh_page_shows_its_figures_redrawn_and_its_sliders_in_chinese(zh_build, page: str) -> None:
+    from _zh_edition import ZH_HTML
+
+    english = (ROOT / "_build" / "html" / f"{page}.html").read_text(encoding="utf-8")
+    chinese = (ZH_HTML / f"{page}.html").read_text(encoding="utf-8")
+    images = [re.findall(r'src="[./]*_images/([^"]+\.png)"', html) for html in (english, chinese)]
+    assert len(images[0]) == len(images[1]), "a figure is missing from the Chinese page"
+    if images[0]:  # the same figures, drawn again: every one of them has words
+        assert not set(images[0]) & set(images[1]), "a figure is the English one"
+    for title in re.findall(r'eb-scrubber-title">([^<]*)<', chinese):
+        assert re.search(r"[\u4e00-\u9fff]", title), f"slider title in English: {title}"
