@@ -27,6 +27,7 @@ from explodebook.book import figurecache, figuretext  # noqa: E402
 from explodebook.book import prebuild as pb  # noqa: E402
 from explodebook.book.i18n import catalog_stats  # noqa: E402
 from conftest import toc_files  # noqa: E402
+from test_prebuild import HEADER  # noqa: E402  (the tiny books' page header)
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = ROOT / "locales" / "zh_CN" / "LC_MESSAGES" / "figures.po"
@@ -190,18 +191,7 @@ def test_pngs_are_found_in_outputs_scrubber_html_and_widget_state() -> None:
     assert figurecache.pngs(notebook) == [b"\x89PNG\r\n\x1a\nNEW", two, b"\x89PNG\r\n\x1a\nNEW", two]
 
 
-FIGURE_CHAPTER = """---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-    format_version: 0.13
-kernelspec:
-  display_name: Python 3 (ipykernel)
-  language: python
-  name: python3
----
-
+FIGURE_CHAPTER = HEADER + """
 # Figures
 
 ```{code-cell} ipython3
