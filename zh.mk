@@ -36,7 +36,8 @@ _build/zh_toc.yml: _toc.yml $(wildcard locales/$(ZH_LANG)/LC_MESSAGES/*.po) $(ST
 
 # English messages -> .pot templates -> locales/$(ZH_LANG)/LC_MESSAGES/*.po
 # (figures.pot: the text of the figures the English build recorded,
-# explodebook.book.figurecache)
+# explodebook.book.figurecache; values.pot: the words of the {eval} values
+# the pages show, explodebook.book.valuetext)
 # (new messages untranslated, changed ones fuzzy, removed ones dropped; the
 # API reference stays English: explodebook.book.i18n.ENGLISH_ONLY), then
 # the catalogs' statistics.
@@ -44,6 +45,7 @@ catalogs: assets _build/i18n_config.yml
 	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
 	$(BIN)/jupyter-book build . --builder custom --custom-builder gettext --config _build/i18n_config.yml --path-output $(I18N_OUT)
 	$(BIN)/python -m explodebook.book.figurecache template $(I18N_OUT)/_build/gettext/figures.pot
+	$(BIN)/python -m explodebook.book.valuetext $(I18N_OUT)/_build/gettext/values.pot
 	$(BIN)/python -m explodebook.book.i18n update $(ZH_LANG) $(I18N_OUT)/_build/gettext
 
 catalog-stats: $(STAMP)

@@ -26,7 +26,9 @@ inline, at every build; the prebuild evaluates them where execution
 reaches their cell and stores the results in the cache record
 (`explodebook.book.expressions`), and the ``eval`` role here shows them,
 rendered as MyST-NB's own ``eval`` role renders a kernel's answer; a
-translated paragraph (the Chinese edition) is answered from its page's.
+translated paragraph (the Chinese edition) is answered from its page's,
+and a value with words in it is shown translated by the ``values``
+catalog (`explodebook.book.valuetext`; a value it lacks is a warning).
 """
 
 from __future__ import annotations
@@ -122,6 +124,29 @@ def _cached_expressions(element: Any) -> dict[str, Any] | str:
     return found
 
 
+VALUES_HINT = "no translation in values.po; run `make catalogs` and translate it"
+
+
+def _translated_value(result: dict[str, Any], env: Any) -> dict[str, Any] | str:
+    """A result whose string has words, in the edition's language (`explodebook.book.valuetext`).
+
+    Returns:
+        the result to show, or the English string that has no translation.
+    """
+    from explodebook.book import valuetext
+    from explodebook.book.i18n import LOCALES
+
+    value = valuetext.shown_string(result)
+    language = env.config.language
+    if value is None or not language or language == "en":
+        return result
+    path = Path(env.srcdir) / LOCALES / language / "LC_MESSAGES" / f"{valuetext.DOMAIN}.po"
+    shown = valuetext.translated(value, valuetext.catalog(str(path)).get)
+    if shown is None:
+        return value
+    return {**result, "data": {**result["data"], "text/plain": repr(shown)}}
+
+
 def _eval_role() -> type:
     """MyST-NB's ``eval`` role, answered from the execution cache in ``cache`` mode."""
     from myst_nb.core.variables import VariableOutput, create_warning, render_variable_outputs
@@ -157,6 +182,10 @@ def _eval_role() -> type:
             result = found[self.text]
             if result.get("status") != "ok":
                 return warn(f"{{eval}}`{self.text}` raised {result.get('ename')}: {result.get('evalue')}")
+            if env is not None and self.document.current_source.endswith("<translated>"):
+                result = _translated_value(result, env)
+                if isinstance(result, str):
+                    return warn(f"{{eval}}`{self.text}` shows {result!r}: {VALUES_HINT}")
             output = VariableOutput(
                 data=result.get("data", {}),
                 # strings are shown without their quotes, as MyST-NB and
