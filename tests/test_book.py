@@ -78,8 +78,10 @@ def student_build(build: subprocess.CompletedProcess[str]) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     shutil.rmtree(ROOT / "_build" / "student", ignore_errors=True)
+    # -o: never (re)install the venv here, even when requirements.txt is
+    # newer than its stamp: other xdist workers are running from it.
     return subprocess.run(
-        ["make", "--no-print-directory", "book-student", f"PYTHON={sys.executable}"],
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "book-student", f"PYTHON={sys.executable}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000,
     )
 
