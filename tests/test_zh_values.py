@@ -72,10 +72,15 @@ def test_the_values_catalog_is_in_step_with_the_book(build, tmp_path: Path) -> N
     template = tmp_path / "values.pot"
     valuetext.write_template(ROOT, ROOT / "_build" / ".jupyter_cache", template)
     english, catalog = set(_messages(template)), set(_messages(CATALOG))
-    assert english == catalog, (
-        f"values.po out of step with the values the pages show ({sorted(english - catalog)[:3]} new, "
-        f"{sorted(catalog - english)[:3]} gone); run `make catalogs`"
+    # every value shown has its message; the catalog may hold more (the
+    # other phrases of a value computed from a measurement)
+    assert english <= catalog, (
+        f"values.po lacks messages of values the pages show: {sorted(english - catalog)[:3]}; "
+        "run `make catalogs` and translate them"
     )
+    kept = tmp_path / "kept.pot"
+    valuetext.write_template(ROOT, ROOT / "_build" / ".jupyter_cache", kept, keep=CATALOG)
+    assert set(_messages(kept)) == english | catalog  # make catalogs drops none of them
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,8 @@ def test_a_zh_page_shows_computed_phrases_in_chinese(zh_build) -> None:
 
     assert zh_build.returncode == 0
     page = (ZH_HTML / "chapters" / "11a_monitor_in_practice.html").read_text(encoding="utf-8")
-    assert "more time per step" not in page and "noise of the measurement" not in page
-    assert "的时间" in page or "在测量噪声之内" in page
+    # the monitor's cost: one of three phrases, depending on the measurement
+    assert not re.search(r"more time per step|noise of the measurement|faster than without it", page)
+    assert re.search(r"的时间|在测量噪声之内|比不用它还快", page)
     page = (ZH_HTML / "chapters" / "10c_mixed_precision.html").read_text(encoding="utf-8")
     assert "the same" not in re.sub(r"<[^>]+>", "", page.split("<main")[1])

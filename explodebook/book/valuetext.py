@@ -110,8 +110,13 @@ def catalog(path: str) -> dict[str, str]:
     return read_catalog(path)
 
 
-def write_template(book: str | Path, cache: str | Path, output: str | Path) -> int:
+def write_template(book: str | Path, cache: str | Path, output: str | Path, keep: str | Path | None = None) -> int:
     """Write ``values.pot``: the messages of the values every current page shows.
+
+    ``keep``: a catalog (the edition's ``values.po``) whose messages stay in
+    the template even when no page shows them in this build: a value
+    computed from a measurement (chapter 11a's cost of the monitor) shows one
+    of several phrases, and the next build may show another.
 
     Returns:
         the number of messages.
@@ -137,6 +142,12 @@ def write_template(book: str | Path, cache: str | Path, output: str | Path) -> i
                 locations.append((chapter.docname, None))
             # python-format off: "12% more" is no %-directive
             result.add(message, locations=locations, flags=() if existing is None else existing.flags)
+    if keep is not None:
+        from explodebook.book.figurecache import read_catalog
+
+        for message in read_catalog(keep):
+            if message not in result:
+                result.add(message)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "wb") as handle:
         write_po(handle, result, width=0, sort_output=False)
@@ -152,5 +163,7 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m explodebook.book.valuetext OUTPUT.pot   (from the book's folder)")
     book = Book.load(Path(".").resolve())
-    count = write_template(".", cache_path(book.root, book.config), sys.argv[1])
+    language = "zh_CN"  # the edition whose catalog keeps the phrases this build does not show
+    kept = Path("locales") / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    count = write_template(".", cache_path(book.root, book.config), sys.argv[1], kept if kept.exists() else None)
     print(f"values: {count} messages -> {sys.argv[1]}")
