@@ -2,7 +2,7 @@
 
 Each test runs pytest itself, with two xdist workers as ``make test`` does,
 on a folder of two small test files (one per worker) that share session
-fixtures made through `_once.once`.
+fixtures (module fixtures: each file asks) made through `_once.once`.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ def _log(what):
     with LOG.open("a") as f:
         f.write(f"{{what}} {{os.environ.get('PYTEST_XDIST_WORKER')}}\\n")
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # each file asks: twice in a run without xdist
 def made(tmp_path_factory):
     def make():
         _log("made")
         return {{"by": os.environ.get("PYTEST_XDIST_WORKER"), "numbers": [1, 2]}}
     return once(tmp_path_factory, "made", make)
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def broken(tmp_path_factory):
     def make():
         _log("broken")
@@ -81,15 +81,17 @@ def test_two_workers_share_one_result_and_one_failure(tmp_path: Path) -> None:
     # the failure is made once too, and the other worker reports it
     assert len([line for line in log if line[0] == "broken"]) == 1, (log, out)
     assert "ValueError: no such chapter" in out
-    assert "RuntimeError: broken failed in another worker: ValueError: no such chapter" in out
+    assert "RuntimeError: broken failed earlier in this run: ValueError: no such chapter" in out
     assert "2 passed, 2 errors" in out, out
 
 
-def test_without_xdist_it_is_a_session_fixture(tmp_path: Path) -> None:
+def test_without_xdist_two_files_share_one_result_and_one_failure(tmp_path: Path) -> None:
     done, log = _run(tmp_path, "-p", "no:xdist")
     out = done.stdout + done.stderr
-    # pytest itself keeps a session fixture's result, or its error, for the run
+    # both files' module fixtures asked; made once, failed once
     assert [line[0] for line in log] == ["made", "got", "broken", "got"], (log, out)
+    assert "ValueError: no such chapter" in out
+    assert "RuntimeError: broken failed earlier in this run: ValueError: no such chapter" in out
     assert "2 passed, 2 errors" in out, out
 
 
