@@ -6,7 +6,9 @@ the book's current pages, replaces every PNG (inline figures, widget
 images, the frames of `explodebook.scrubber` sliders) by its figure from
 the figure store (`explodebook.book.figuretext`), redrawn with the
 translations of the ``figures`` catalog, and translates the sliders' own
-text (title, frame labels, buttons) with the same catalog. Nothing is executed. `write_template`
+text (title, frame labels, buttons) with the same catalog. Nothing is executed.
+As in the ``values`` catalog (`explodebook.book.valuetext`), a message is
+the text with its numbers as placeholders: "loss inf at step {0}". `write_template`
 writes that catalog's template (``figures.pot``) from the same figures, so
 that ``make catalogs`` brings new or changed figure text to translators
 like any other message.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from explodebook.book import figuretext
+from explodebook.book import figuretext, valuetext
 
 __all__ = ["figure_store", "edition_cache", "page_notebooks", "pngs", "rewrite_pngs", "scrubber_messages", "translate_scrubbers",
            "translate_cache", "write_template", "Report"]  # fmt: skip
@@ -241,6 +243,12 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
     kept = store / language
     kept.mkdir(parents=True, exist_ok=True)
     translations = read_catalog(catalog)
+
+    def lookup(text: str) -> str | None:
+        # a message is the text with its numbers as placeholders ({0}...):
+        # "loss inf at step 8" and "... step 25" are one message
+        return valuetext.translated(text, translations.get)
+
     # Made beside the target and swapped in at the end: a build reading the
     # edition's cache never sees it half written.
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
@@ -259,7 +267,7 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
             return None
         stored = figuretext.load(store / f"{key}.pickle")
         words = figuretext.messages(stored["figure"])
-        used = {w: translations.get(w) for w in words}
+        used = {w: lookup(w) for w in words}
         untranslated = [w for w, t in used.items() if t is None]
         if untranslated:
             report.untranslated.setdefault(docname, []).extend(untranslated)
@@ -271,7 +279,7 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
         if redrawn.exists():
             report.reused += 1
             return redrawn.read_bytes()
-        new, _ = figuretext.redraw(stored, translations.get)
+        new, _ = figuretext.redraw(stored, lookup)
         redrawn.write_bytes(new)
         return new
 
@@ -284,7 +292,7 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
                 done[docname, key] = translated_png(key, docname)
             return done[docname, key]
 
-        untranslated = translate_scrubbers(notebook, translations.get)
+        untranslated = translate_scrubbers(notebook, lookup)
         if untranslated:
             report.untranslated.setdefault(docname, []).extend(untranslated)
         rewrite_pngs(notebook, replace)
@@ -318,7 +326,10 @@ def write_template(book: str | Path, cache: str | Path, output: str | Path) -> i
         for key in dict.fromkeys(figuretext.png_key(png) for png in pngs(notebook)):
             if (store / f"{key}.pickle").exists():
                 found += figuretext.messages(figuretext.load(store / f"{key}.pickle")["figure"])
-        for message in found + scrubber_messages(notebook):
+        for text in found + scrubber_messages(notebook):
+            message = valuetext.template(text)[0]
+            if not figuretext.is_message(message):
+                continue
             existing = template.get(message)
             locations = list(existing.locations) if existing else []
             if (docname, None) not in locations:
