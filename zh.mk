@@ -15,7 +15,7 @@ ZH_STUDENT_OUT ?= _build/student-zh
 # What the generated configurations are made by.
 EDITION_CODE := explodebook/book/i18n.py explodebook/book/editions.py explodebook/coursework/edition.py
 
-.PHONY: catalogs catalog-stats book-zh book-student-zh
+.PHONY: catalogs catalog-stats book-zh book-student-zh bench-zh
 
 # The book's configuration with execute.cache pointing at _build/.jupyter_cache
 # (absolute): the other --path-output folders read the English build's cache.
@@ -69,3 +69,10 @@ book-student-zh: assets _build/student_zh_config.yml _build/zh_toc.yml
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/student_zh_config.yml --toc _build/zh_toc.yml --path-output $(ZH_STUDENT_OUT)
 	@echo
 	@echo "The Chinese student edition is at $(CURDIR)/$(ZH_STUDENT_OUT)/_build/html/index.html"
+
+# The Chinese edition's cost beside the English build's (issue 20): what
+# recording the figures adds to `make book`, and the edition's own redraw
+# and render, side by side: benchmarks/zh_results.md.
+bench-zh: assets
+	$(BIN)/python -m explodebook.book.prebuild . --jobs $(JOBS)
+	$(BIN)/python benchmarks/zh_build.py --out benchmarks/zh_results.md
