@@ -374,3 +374,25 @@ def test_a_zh_page_shows_its_figures_redrawn_and_its_sliders_in_chinese(zh_build
         assert not set(images[0]) & set(images[1]), "a figure is the English one"
     for title in re.findall(r'eb-scrubber-title">([^<]*)<', chinese):
         assert re.search(r"[\u4e00-\u9fff]", title), f"slider title in English: {title}"
+
+
+def test_a_recorded_figure_that_cannot_be_loaded_stays_english_and_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A figure can pickle a function the page defined by its name (a tick
+    # formatter, say), which the process that redraws cannot load.
+    import pickle
+
+    fig, ax = plt.subplots()
+    ax.set_title("a title")
+    png = png_of(fig)
+    plt.close(fig)
+    source = tmp_path / "cache"
+    (source / "figures").mkdir(parents=True)
+    (source / "figures" / f"{figuretext.png_key(png)}.pickle").write_bytes(
+        pickle.dumps({"figure": None})[:-4] + b"junk")  # fmt: skip
+    (source / "nb.ipynb").write_text(json.dumps(_notebook([png, png])))
+    monkeypatch.setattr(figurecache, "page_notebooks", lambda book, cache: iter([("page", Path(cache) / "nb.ipynb")]))
+    report = figurecache.translate_cache(tmp_path, source, tmp_path / "zh", tmp_path / "none.po", "zh_CN")
+    assert report.unpicklable == {"page": 1} and report.redrawn == 0
+    assert figurecache.pngs(json.loads((tmp_path / "zh" / "nb.ipynb").read_text())) == [png] * 4

@@ -265,7 +265,11 @@ def translate_cache(book: str | Path, source: str | Path, target: str | Path, ca
         if not (store / f"{key}.pickle").exists():
             report.unrecorded[docname] = report.unrecorded.get(docname, 0) + 1
             return None
-        stored = figuretext.load(store / f"{key}.pickle")
+        try:
+            stored = figuretext.load(store / f"{key}.pickle")
+        except Exception:  # noqa: BLE001 - e.g. a formatter the page defined: pickled by name, gone here
+            report.unpicklable[docname] = report.unpicklable.get(docname, 0) + 1
+            return None
         words = figuretext.messages(stored["figure"])
         used = {w: lookup(w) for w in words}
         untranslated = [w for w, t in used.items() if t is None]
@@ -324,8 +328,10 @@ def write_template(book: str | Path, cache: str | Path, output: str | Path) -> i
         notebook = json.loads(path.read_text(encoding="utf-8"))
         found = []
         for key in dict.fromkeys(figuretext.png_key(png) for png in pngs(notebook)):
-            if (store / f"{key}.pickle").exists():
+            try:
                 found += figuretext.messages(figuretext.load(store / f"{key}.pickle")["figure"])
+            except Exception:  # noqa: BLE001 - not recorded, or not loadable here: translate_cache reports it
+                continue
         for text in found + scrubber_messages(notebook):
             message = valuetext.template(text)[0]
             if not figuretext.is_message(message):
