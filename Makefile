@@ -118,13 +118,18 @@ WHEEL_DIR  := _build/dist
 SMOKE      := $(CURDIR)/tests/envs/smoke.py
 SMOKE_CHAPTER ?= chapters/11_watch_your_model.md
 
+# The test environments' installs skip byte-compiling (pip --no-compile): the
+# tests import a small part of what they install, and Python compiles that on
+# import. Measured on torch + tensorflow-cpu: 17 s CPU instead of 31 s.
+ENV_PIP := --quiet --no-compile
+
 wheel: $(STAMP)
 	rm -rf $(WHEEL_DIR)
 	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEEL_DIR) .
 
 $(ENVS)/torch/.installed: pyproject.toml tests/envs/torch-cpu.txt
 	rm -rf $(ENVS)/torch && $(PYTHON) -m venv $(ENVS)/torch
-	$(ENVS)/torch/bin/python -m pip install --quiet -c tests/envs/torch-cpu.txt torch
+	$(ENVS)/torch/bin/python -m pip install $(ENV_PIP) -c tests/envs/torch-cpu.txt torch
 	touch $@
 
 $(ENVS)/keras/.installed: pyproject.toml
@@ -133,7 +138,7 @@ $(ENVS)/keras/.installed: pyproject.toml
 
 $(ENVS)/cuda/.installed: pyproject.toml tests/envs/cuda-requirements.txt
 	rm -rf $(ENVS)/cuda && $(PYTHON) -m venv $(ENVS)/cuda
-	$(ENVS)/cuda/bin/python -m pip install --quiet -r tests/envs/cuda-requirements.txt
+	$(ENVS)/cuda/bin/python -m pip install $(ENV_PIP) -r tests/envs/cuda-requirements.txt
 	touch $@
 
 # $(call smoke,ENV,EXTRAS,ARGS): install the wheel with EXTRAS into .envs/ENV
@@ -141,7 +146,7 @@ $(ENVS)/cuda/.installed: pyproject.toml tests/envs/cuda-requirements.txt
 # smoke test there, from a folder outside the repository.
 define smoke
 	$(ENVS)/$(1)/bin/python -m pip install --quiet --force-reinstall --no-deps $(wildcard $(WHEEL_DIR)/explodebook-*.whl)
-	$(ENVS)/$(1)/bin/python -m pip install --quiet $(if $(filter torch,$(1)),-c tests/envs/torch-cpu.txt) "$(firstword $(wildcard $(WHEEL_DIR)/explodebook-*.whl))[$(2)]"
+	$(ENVS)/$(1)/bin/python -m pip install $(ENV_PIP) $(if $(filter torch,$(1)),-c tests/envs/torch-cpu.txt) "$(firstword $(wildcard $(WHEEL_DIR)/explodebook-*.whl))[$(2)]"
 	cd "$$(mktemp -d)" && $(ENVS)/$(1)/bin/python -I $(SMOKE) $(3)
 endef
 

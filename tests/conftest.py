@@ -35,6 +35,12 @@ CHROMIUM_ARGS = [
 ]
 
 
+# The files that read the Chinese edition (tests/_zh_edition.py builds it once per run).
+_ZH_BUILDER = "test_zh.py"
+_ZH_READERS = ("test_zh_figures.py", "test_zh_values.py")
+_LAST = "test_browser.py"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the files in an order that keeps every xdist worker busy.
 
@@ -45,7 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     time) while the others run the rest. Then the files with long tests
     (marked slow or zipenv, or book tests that need no built book: the
     JupyterLab ones), so that none of them starts last. Then the rest, and
-    last the book's other readers, which find it built. A file's tests stay
+    last the book's other readers, which find it built (the one that builds
+    the Chinese edition first, the browser tests last). A file's tests stay
     together and in their order, so that its module fixtures run once.
     """
     files: dict[str, list[pytest.Item]] = {}
@@ -57,7 +64,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if readers and name == readers[0]:
             return 0
         if name in readers:
-            return 3
+            # Among the readers: first the one that builds the Chinese edition
+            # (about two minutes), then the English book's readers while it
+            # builds, then the Chinese edition's, and the browser tests, which
+            # visit both editions, last. (The browser file used to come first
+            # and wait for the Chinese edition for 90 s with a core idle.)
+            if name.endswith(_ZH_BUILDER):
+                return 3
+            if name.endswith(_LAST):
+                return 6
+            return 5 if name.endswith(_ZH_READERS) else 4
         long = ("slow", "zipenv", "book")
         return 1 if any(t.get_closest_marker(m) for t in files[name] for m in long) else 2
 
