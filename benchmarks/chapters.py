@@ -271,6 +271,8 @@ def measure_move(explorer: Any, name: str, new: Any) -> dict[str, Any]:
     result = {"control": name, "from": _show(old), "to": _show(new), "first": first,
               "final": final, "frames": len(stamps), "runs": dict(runs),
               "error": explorer.error}  # fmt: skip
+    if final > FINAL_TARGET_S and not explorer.error:
+        result["floor"] = floor(explorer)
     control.value = old  # (unmeasured: runs the old setting again, into the cache)
     cached = []
     for _ in range(2):  # both settings are in the caches now
@@ -280,6 +282,34 @@ def measure_move(explorer: Any, name: str, new: Any) -> dict[str, Any]:
             cached.append(time.perf_counter() - start)
     result["cached"] = statistics.median(cached)
     return result
+
+
+def floor(explorer: Any) -> dict[str, float]:
+    """What the current setting costs with nothing else running: the floor of a move's final time.
+
+    Each framework's run alone, one after the other, uncached (in Keras
+    with the compiled loop the move left: no tracing, so a lower bound
+    for a move that had to trace), then the final figure drawn and
+    encoded once. Seconds, by ``torch``, ``keras`` and ``draw``. A move
+    whose slower run alone plus the drawing is over the target cannot meet
+    it by running the frameworks side by side or by drawing sooner.
+    """
+    from explodebook import cache, widgets
+    from explodebook.render import figure_png
+
+    spec = explorer.spec
+    out: dict[str, float] = {}
+    for fw in explorer.frameworks:
+        cache.clear()
+        start = time.perf_counter()
+        widgets.cached_run(spec, fw, progress=False)
+        out[fw] = time.perf_counter() - start
+    start = time.perf_counter()
+    figure_png(explorer.draw(explorer.traces), dpi=90, fast=True)
+    out["draw"] = time.perf_counter() - start
+    for fw in explorer.frameworks:  # both in the cache again, for the cached moves that follow
+        widgets.cached_run(spec, fw, progress=False)
+    return out
 
 
 def measure_widget(explorer: Any, repeats: int) -> dict[str, Any]:
@@ -428,9 +458,17 @@ def _move_notes(label: str, w: dict[str, Any]) -> list[str]:
             notes.append(f"- {label} ({m['control']} {m['from']} → {m['to']}): error `{m['error']}`")
         if m["final"] > FINAL_TARGET_S or m["first"] > FIRST_TARGET_S:
             runs = ", ".join(f"{fw} run {t:.2f} s" for fw, t in sorted(m["runs"].items()))
+            alone = ""
+            if m.get("floor"):
+                f = m["floor"]
+                slowest = max(v for k, v in f.items() if k != "draw")
+                alone = (" Alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(f.items()))
+                         + f"; slower run + drawing {slowest + f['draw']:.2f} s"
+                         + (", over the target by itself." if slowest + f["draw"] > FINAL_TARGET_S
+                            else "."))  # fmt: skip
             notes.append(
                 f"- {label} ({m['control']} {m['from']} → {m['to']}): first {m['first']:.2f} s, "
-                f"final {m['final']:.2f} s ({runs or 'no run'}; {m['frames']} images)"
+                f"final {m['final']:.2f} s ({runs or 'no run'}; {m['frames']} images).{alone}"
             )
     return notes
 

@@ -12,6 +12,10 @@ Issue 19's target: a 20x20 grid takes at most ``1/N`` of its serial time on
   down, so the time includes starting ``N`` worker processes and importing
   the framework in each (what a reader's first grid of a session pays);
 * **workers, warm**: the same call again on the pool the cold call left;
+* **plain processes**: the machine's ceiling, ``N`` processes started
+  and warmed up beforehand, each running ``1/N`` of the grid with the
+  serial code, with no pool, tasks or results to send: what the cores give
+  when nothing is spent on distributing the runs;
 * **constant**: what a cold pool adds to ``serial / N`` on a 10x10 grid of
   the same runs (every other value of each axis): starting the workers,
   importing the framework and each worker's first, slower runs; the target's
@@ -76,10 +80,49 @@ def cold() -> None:
     get_reusable_executor().shutdown(wait=True)
 
 
+def _bare_worker(framework: str, part: int, parts: int, ready, go, results) -> None:
+    """One of N plain processes: import, warm up, wait for the others, run a share of the grid."""
+    share = {"learning_rate": AXES["learning_rate"][part::parts], "init_scale": AXES["init_scale"]}
+    grid(BASE.replace(steps=1), {"seed": [1]}, framework, cache=False, n_jobs=1, progress=False)
+    ready.wait()
+    go.wait()
+    start = time.perf_counter()
+    grid(BASE, share, framework, cache=False, n_jobs=1, progress=False)
+    results.put(time.perf_counter() - start)
+
+
+def bare_processes(framework: str, workers: int) -> float:
+    """The machine's ceiling: N plain processes, already started and warm, each 1/N of the grid.
+
+    No pool, no tasks, no results sent back: each process runs its share
+    (every N-th learning rate, so that each has as many runs that explode
+    early) with the serial code. Seconds from the start signal to the last
+    one done: what N cores give this grid when nothing is spent on
+    distributing it.
+    """
+    import multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    ready, go, results = context.Barrier(workers + 1), context.Barrier(workers + 1), context.Queue()
+    procs = [context.Process(target=_bare_worker, args=(framework, k, workers, ready, go, results))
+             for k in range(workers)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    ready.wait()
+    start = time.perf_counter()
+    go.wait()
+    for _ in procs:
+        results.get()
+    elapsed = time.perf_counter() - start
+    for proc in procs:
+        proc.join()
+    return elapsed
+
+
 def measure(framework: str, workers: int, repeats: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {
         "serial": [], "cold": [], "warm": [], "constant": [], "serial cpu": [], "cold cpu": [],
-        "small serial": [], "small cold": [],
+        "small serial": [], "small cold": [], "bare": [],
     }  # fmt: skip
     grid(BASE.replace(steps=1), {"seed": [1]}, framework, cache=False, n_jobs=1)  # imports here
     for _ in range(repeats):
@@ -115,6 +158,7 @@ def measure(framework: str, workers: int, repeats: int) -> dict[str, list[float]
         cold()
         t, _ = timed(lambda: grid(BASE, SMALL, framework, cache=False, n_jobs=workers, progress=False))
         times["small cold"].append(t)
+        times["bare"].append(bare_processes(framework, workers))
     return times
 
 
@@ -136,6 +180,9 @@ def table(framework: str, workers: int, times: dict[str, list[float]]) -> list[s
         f"{overhead['10x10']:.2f} | | the same on the 20x20 grid: {overhead['20x20']:.2f} |",
         f"| {framework} | a cold pool running {workers} one-step runs | {med['constant']:.2f} | | "
         "starting the workers alone |",
+        f"| {framework} | {workers} plain processes, started and warm, 1/{workers} of the grid each "
+        f"(the machine's ceiling) | {med['bare']:.2f} | {med['serial'] / med['bare']:.2f}x | "
+        f"warm pool / this: {med['warm'] / med['bare']:.2f} |",
         f"| {framework} | CPU of all processes: serial / {workers} workers (cold) | "
         f"{med['serial cpu']:.1f} / {med['cold cpu']:.1f} | "
         f"{med['cold cpu'] / med['serial cpu']:.2f}x the CPU | |",
@@ -173,7 +220,7 @@ def main() -> None:
     for framework in args.frameworks.split(","):
         times = measure(framework, workers, args.repeats)
         lines += table(framework, workers, times)
-        print("\n".join(lines[-6:]), flush=True)
+        print("\n".join(lines[-7:]), flush=True)
     load_after = os.getloadavg()
     header = [
         "# Sweeps on every core",

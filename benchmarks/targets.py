@@ -114,7 +114,32 @@ def grading(folder: Path) -> list[Row]:
     return [Row(target, measured, goal, min(ratios) >= worst_allowed, source)]
 
 
-SECTIONS: tuple[Callable[[Path], list[Row]], ...] = (widgets, sweeps, book, grading)
+def fresh_clone(folder: Path) -> list[Row]:
+    """Target 4: a fresh clone's cold ``make book`` (install included), each page alone, ``make test``."""
+    source = "fresh_clone_results.md"
+    text = _read(folder, source)
+    names = ("cold make book, fresh clone, install included", "every page alone, new kernel",
+             "make test, fresh clone")  # fmt: skip
+    if text is None:
+        return [_missing(n, "see fresh_clone.py", source, "no results file") for n in names]
+    rows = []
+    for name, key in zip(names, ("cold `make book`", "every page alone", "`make test`")):
+        line = re.search(rf"^\| {re.escape(key)}([^|]*)\| ([^|]+) \| [^|]+ \| [^|]+ \| ([^|]+) \| "
+                         r"(met|not met)([^|]*)\|", text, re.M)  # fmt: skip
+        if line is None:
+            rows.append(_missing(name, "see fresh_clone.py", source, "no row"))
+            continue
+        detail, wall, goal, verdict, why = (g.strip() for g in line.groups())
+        measured = wall
+        if key == "every page alone":
+            slowest = re.search(r"slowest (\S+ [\d.]+ s)", detail)
+            over = re.search(r"(\d+ over by wall, \d+ by kernel CPU)", why)
+            measured = f"slowest {slowest[1] if slowest else '?'}; {over[1] if over else '?'}"
+        rows.append(Row(name, measured, goal, verdict == "met", source))
+    return rows
+
+
+SECTIONS: tuple[Callable[[Path], list[Row]], ...] = (widgets, sweeps, book, fresh_clone, grading)
 
 
 def table(folder: Path = HERE) -> list[Row]:
