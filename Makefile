@@ -15,7 +15,7 @@ LAB_SERVER_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.json
 export KERAS_BACKEND ?= tensorflow
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: help venv assets book book-student assignment assignments grade test test-fast test-envs wheel lab bench bench-book bench-lab clean
+.PHONY: help venv assets book book-student assignment assignments grade test test-fast test-envs wheel lab bench bench-book bench-lab bench-fresh clean
 
 help:
 	@echo "make book       build the whole book (every chapter executed) into _build/html"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench      run the benchmarks, write benchmarks/*results.md"
 	@echo "make bench-book time a cold and a warm build of the whole book"
 	@echo "make bench-lab  every chapter in JupyterLab: Run All time, widget response, kernel memory"
+	@echo "make bench-fresh  a fresh clone: cold make book with its install, each page alone, make test"
 	@echo "make pages      the book ready for GitHub Pages or any static host (_build/html)"
 	@echo "make pages-student  the student edition, the same way"
 	@echo "make notebooks  the chapters as .ipynb (what Colab/Binder open) in _build/notebooks"
@@ -180,6 +181,13 @@ bench-lab: $(STAMP)
 # prose edit), on a copy of the tree: benchmarks/book_results.md.
 bench-book: assets
 	$(BIN)/python benchmarks/book_build.py --skip-serial
+
+# A fresh clone's cold `make book` (install included), every page alone in a
+# new kernel, and `make test` in another fresh clone (about 30 minutes):
+# benchmarks/fresh_clone_results.md, then the targets table again.
+bench-fresh: $(STAMP)
+	$(BIN)/python benchmarks/fresh_clone.py --out benchmarks/fresh_clone_results.md
+	$(BIN)/python benchmarks/targets.py --out benchmarks/targets_results.md
 
 clean:
 	rm -rf _build _vendor

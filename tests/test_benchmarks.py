@@ -231,7 +231,7 @@ def test_estimate_and_limits(scaling) -> None:
 
 
 @pytest.mark.parametrize("script", ["chapters.py", "scaling.py", "threads.py", "widget_levers.py", "zh_build.py",
-                                    "keras_process_lever.py", "sweep_parallel.py"])
+                                    "keras_process_lever.py", "sweep_parallel.py", "compile_levers.py"])
 def test_help(script: str) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
