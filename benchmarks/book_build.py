@@ -60,17 +60,19 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command: list[str], cwd: Path, log: Path) -> dict[str, Any]:
+def timed(command: list[str], cwd: Path, log: Path, pythonpath: bool = True) -> dict[str, Any]:
     """Wall and CPU seconds of ``command`` and its children; output to ``log``.
 
     A build that ends with warnings (``-W``: exit status 1) is still timed;
     its status is reported next to the times. ``command`` runs with the
     book's tree ``cwd`` first on ``PYTHONPATH``, so that its kernels import
-    that tree's package, not the one installed in the environment.
+    that tree's package, not the one installed in the environment
+    (``pythonpath=False``: as it is, e.g. in a clone with its own virtualenv).
     """
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the Makefile: no C++ log lines as stderr outputs
-    env["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])
     load_before = os.getloadavg()[0]
     cpu, start = children_cpu(), time.perf_counter()
     with log.open("w") as out:

@@ -65,8 +65,8 @@ def make(target: str, clone_dir: Path, log: Path) -> dict[str, Any]:
     os.environ.clear()
     os.environ.update(env_keep)
     try:
-        # timed() puts the clone first on PYTHONPATH: the clone's own package either way
-        return timed(["make", target], clone_dir, log)
+        # no PYTHONPATH: as a reader's shell (the clone's virtualenv has its package)
+        return timed(["make", target], clone_dir, log, pythonpath=False)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -77,7 +77,7 @@ def alone(clone_dir: Path, log: Path) -> dict[str, Any]:
     python = clone_dir / ".venv" / "bin" / "python"
     out = clone_dir / "_build" / "alone"
     result = timed([str(python), "-m", "explodebook.book.prebuild", ".", "--jobs", "1",
-                    "--fresh-kernels", "--path-output", str(out)], clone_dir, log)  # fmt: skip
+                    "--fresh-kernels", "--path-output", str(out)], clone_dir, log, pythonpath=False)  # fmt: skip
     result["pages"] = {m[1]: (float(m[2]), float(m[3])) for m in PAGE_LINE.finditer(log.read_text())}
     return result
 

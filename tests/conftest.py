@@ -39,9 +39,28 @@ CHROMIUM_ARGS = [
 _ZH_BUILDER = "test_zh.py"
 _ZH_READERS = ("test_zh_figures.py", "test_zh_values.py")
 _LAST = "test_browser.py"
+# Whether this run has tests of the Chinese editions: then they are built in
+# the background as soon as the English book is (`build`).
+_WANTS_ZH = [False]
+_ZH_STARTED: list[Any] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files in an order that keeps every worker busy (`order_files`); whether to build zh early."""
+    order_files(items)
+    _WANTS_ZH[0] = wants_zh(items)
+
+
+def wants_zh(items: list[pytest.Item]) -> bool:
+    """Whether ``items`` test the Chinese editions (its files, or the browser's zh pages)."""
+    return any(
+        (name := item.nodeid.split("::")[0]).endswith((_ZH_BUILDER, *_ZH_READERS))
+        or (name.endswith(_LAST) and "[zh/" in item.nodeid)
+        for item in items
+    )
+
+
+def order_files(items: list[pytest.Item]) -> None:
     """Run the files in an order that keeps every xdist worker busy.
 
     ``make test`` passes ``--no-loadscope-reorder`` so that xdist hands out
@@ -115,8 +134,17 @@ def _build_book() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def build(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
-    """The whole book, built once per test run (not per worker) with warnings as errors."""
-    return subprocess.CompletedProcess(**once(tmp_path_factory, "book-build", _build_book))
+    """The whole book, built once per test run (not per worker) with warnings as errors.
+
+    When the run tests the Chinese editions, they start building on a
+    thread right after (`_zh_edition.build_in_background`), once per process.
+    """
+    done = subprocess.CompletedProcess(**once(tmp_path_factory, "book-build", _build_book))
+    if done.returncode == 0 and _WANTS_ZH[0] and not _ZH_STARTED:
+        from _zh_edition import build_in_background
+
+        _ZH_STARTED.append(build_in_background(done, tmp_path_factory))
+    return done
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ answer away.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -398,6 +399,9 @@ def zip_env(tmp_path_factory: pytest.TempPathFactory):
     # One test run at a time makes or updates it (two runs of this checkout
     # at once would otherwise both install into the same folder).
     env.parent.mkdir(exist_ok=True)
+    # pip sees the distributions on PYTHONPATH as installed: with this checkout
+    # there (its explodebook.egg-info), it skipped the zip's wheel.
+    outside = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     with FileLock(f"{env}.lock"):
         if not (env / ".installed").exists():
             shutil.rmtree(env, ignore_errors=True)
@@ -405,11 +409,11 @@ def zip_env(tmp_path_factory: pytest.TempPathFactory):
             # --no-compile: the test imports a small part of what it installs
             # (byte-compiling all of it doubled the install's CPU time).
             _run([str(venv_python), "-m", "pip", "install", "--quiet", "--no-compile",
-                  "-c", str(torch_cpu), *requirements], timeout=3000)
+                  "-c", str(torch_cpu), *requirements], timeout=3000, env=outside)
             (env / ".installed").touch()
         else:
             _run([str(venv_python), "-m", "pip", "install", "--quiet", "--no-deps",
-                  "--force-reinstall", wheel.split(" @ file://")[1]])
+                  "--force-reinstall", wheel.split(" @ file://")[1]], env=outside)
     home = out / "home"
     home.mkdir()
     clean = {"PATH": f"{env / 'bin'}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",

@@ -106,13 +106,14 @@ class _Item:
 
 
 def test_files_run_book_build_first_long_next_readers_last() -> None:
-    from conftest import pytest_collection_modifyitems
+    from conftest import order_files
 
     items = [
         _Item("tests/test_a.py::x"),
         _Item("tests/test_book.py::a", ("build",)),
         _Item("tests/test_book.py::b", ("tmp_path",)),  # stays with its file
         _Item("tests/test_book.py::c", ("build",)),
+        _Item("tests/test_browser.py::x", ("build",)),
         _Item("tests/test_c.py::x"),
         _Item("tests/test_grading.py::x"),
         _Item("tests/test_grading.py::y", marks=("zipenv",)),
@@ -121,12 +122,52 @@ def test_files_run_book_build_first_long_next_readers_last() -> None:
         _Item("tests/test_publish.py::y", ("build",)),
         _Item("tests/test_sweep.py::x", marks=("slow",)),
         _Item("tests/test_zh.py::x", ("build", "tmp_path")),
+        _Item("tests/test_zh_values.py::x", ("build",)),
     ]
-    pytest_collection_modifyitems(items)
+    order_files(items)
+    # the book's builder; the long files; the rest; the readers: the Chinese
+    # edition's builder, the English book's readers, the Chinese edition's, and
+    # the browser's (both editions) last
     assert [i.nodeid for i in items] == [
         "tests/test_book.py::a", "tests/test_book.py::b", "tests/test_book.py::c",
         "tests/test_grading.py::x", "tests/test_grading.py::y", "tests/test_lab.py::x",
         "tests/test_sweep.py::x",
         "tests/test_a.py::x", "tests/test_c.py::x",
-        "tests/test_publish.py::x", "tests/test_publish.py::y", "tests/test_zh.py::x",
+        "tests/test_zh.py::x", "tests/test_publish.py::x", "tests/test_publish.py::y",
+        "tests/test_zh_values.py::x", "tests/test_browser.py::x",
     ]  # fmt: skip
+
+
+def test_the_chinese_editions_are_built_early_only_for_runs_that_test_them() -> None:
+    from conftest import wants_zh
+
+    assert wants_zh([_Item("tests/test_a.py::x"), _Item("tests/test_zh_figures.py::y")])
+    assert wants_zh([_Item("tests/test_browser.py::test_page[zh/intro]")])
+    assert not wants_zh([_Item("tests/test_browser.py::test_page[intro]"), _Item("tests/test_book.py::a")])
+
+
+def test_a_thread_asking_while_another_makes_it_waits_for_that_result(tmp_path: Path, monkeypatch) -> None:
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from _once import once
+
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # no file lock: only the threads'
+    base = tmp_path / "base"
+    base.mkdir()
+    factory = SimpleNamespace(getbasetemp=lambda: base)
+    made: list[int] = []
+
+    def make() -> int:
+        made.append(1)
+        time.sleep(0.3)  # the second thread asks meanwhile
+        return 42
+
+    got: list[int] = []
+    threads = [threading.Thread(target=lambda: got.append(once(factory, "thing", make))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert got == [42, 42] and made == [1]

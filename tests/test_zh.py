@@ -27,7 +27,7 @@ from explodebook.book.i18n import (
 )
 from explodebook.book.sources import read_config
 
-from _zh_edition import LANGUAGE, ZH_HTML, jupyter_book, zh_edition
+from _zh_edition import LANGUAGE, ZH_HTML, ZH_STUDENT_HTML, jupyter_book, student_zh_edition, zh_edition
 from conftest import ROOT, toc_files
 
 CATALOGS = ROOT / LOCALES / LANGUAGE / "LC_MESSAGES"
@@ -327,26 +327,10 @@ def test_zh_exercise_and_solution_titles_are_chinese(zh_build) -> None:
 
 # --- the Chinese student edition -------------------------------------------------
 
-ZH_STUDENT_OUT = ROOT / "_build" / "student-zh"
-ZH_STUDENT_HTML = ZH_STUDENT_OUT / "_build" / "html"
-
-
 @pytest.fixture(scope="module")
 def student_zh_build(build: subprocess.CompletedProcess[str], zh_build, tmp_path_factory: pytest.TempPathFactory):
-    """The Chinese student edition, as `make book-student-zh` builds it.
-
-    After the Chinese edition: Sphinx compiles the catalogs (.mo, next to
-    the .po) when they are out of date, and two builds at once (under
-    xdist) would write the same files.
-    """
-    import shutil
-
-    shutil.rmtree(ZH_STUDENT_OUT, ignore_errors=True)
-    folder = tmp_path_factory.mktemp("student_zh")
-    config = editions.write_student_edition_config(ROOT, LANGUAGE, folder / "student_zh_config.yml")
-    toc = write_edition_toc(ROOT, LANGUAGE, folder / "zh_toc.yml")
-    return jupyter_book("-W", "-n", "--keep-going", "--config", str(config), "--toc", str(toc),
-                        "--path-output", str(ZH_STUDENT_OUT))  # fmt: skip
+    """The Chinese student edition, as `make book-student-zh` builds it, after the Chinese edition."""
+    return student_zh_edition(build, tmp_path_factory)
 
 
 def _chinese_solution_text(page: str) -> list[str]:
