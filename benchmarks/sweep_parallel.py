@@ -82,6 +82,10 @@ def cold() -> None:
 
 def _bare_worker(framework: str, part: int, parts: int, ready, go, results) -> None:
     """One of N plain processes: import, warm up, wait for the others, run a share of the grid."""
+    from explodebook.sweep import _ONE_THREAD
+
+    for name in _ONE_THREAD:  # one thread each, as the pool's workers (before TensorFlow's import)
+        os.environ.setdefault(name, "1")
     share = {"learning_rate": AXES["learning_rate"][part::parts], "init_scale": AXES["init_scale"]}
     grid(BASE.replace(steps=1), {"seed": [1]}, framework, cache=False, n_jobs=1, progress=False)
     ready.wait()

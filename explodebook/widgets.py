@@ -25,7 +25,9 @@ from explodebook.trace import Trace
 
 # Live frames from this long after a change (quicker runs go straight to the figure), then at
 # most every PREVIEW_SECONDS, 4x their drawing time apart (drawing holds the GIL torch needs).
-FIRST_FRAME_SECONDS = 0.1
+# 0.05 s, not 0.1: a frame takes 0.15-0.25 s to draw beside two runs, and chapter 9's first
+# frames came at 0.30-0.32 s (benchmarks/chapter_results.md, before and after).
+FIRST_FRAME_SECONDS = 0.05
 PREVIEW_SECONDS = 0.5
 
 __all__ = ["explore", "Explorer", "DEFAULT_OPTIONS", "Draw"]
