@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-# The files that read the Chinese edition (tests/_zh_edition.py builds it once per run).
+# The files that read the Chinese editions (tests/_zh_edition.py builds them once per run).
 _ZH_BUILDER = "test_zh.py"
 _ZH_READERS = ("test_zh_figures.py", "test_zh_values.py")
 _LAST = "test_browser.py"
@@ -83,11 +83,12 @@ def order_files(items: list[pytest.Item]) -> None:
         if readers and name == readers[0]:
             return 0
         if name in readers:
-            # Among the readers: first the one that builds the Chinese edition
-            # (about two minutes), then the English book's readers while it
-            # builds, then the Chinese edition's, and the browser tests, which
-            # visit both editions, last. (The browser file used to come first
-            # and wait for the Chinese edition for 90 s with a core idle.)
+            # Among the readers: first the Chinese editions' own tests (the
+            # editions build in the background from `build` on, else here),
+            # then the English book's readers, then the other Chinese readers,
+            # and the browser tests, which visit both editions, last. (The
+            # browser file used to come first and wait for the Chinese edition
+            # for 90 s with a core idle.)
             if name.endswith(_ZH_BUILDER):
                 return 3
             if name.endswith(_LAST):
