@@ -67,12 +67,16 @@ def timed(command: list[str], cwd: Path, log: Path, pythonpath: bool = True) -> 
     its status is reported next to the times. ``command`` runs with the
     book's tree ``cwd`` first on ``PYTHONPATH``, so that its kernels import
     that tree's package, not the one installed in the environment
-    (``pythonpath=False``: as it is, e.g. in a clone with its own virtualenv).
+    (``pythonpath=False``: without this process's ``PYTHONPATH`` and
+    ``VIRTUAL_ENV``, as in a reader's shell in a clone with its own
+    virtualenv).
     """
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the Makefile: no C++ log lines as stderr outputs
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])
+    else:
+        env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     load_before = os.getloadavg()[0]
     cpu, start = children_cpu(), time.perf_counter()
     with log.open("w") as out:
