@@ -10,7 +10,12 @@ from explodebook.backends.common import observing
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 
-__all__ = ["LiveRuns", "Abandoned"]
+__all__ = ["LiveRuns", "Abandoned", "HEAD_START_SECONDS"]
+
+#: Longest head start, in seconds, of the first framework's run over the
+#: others' (`LiveRuns`): a caller that never releases them, or a first run
+#: slow to show anything, holds them back no longer than this.
+HEAD_START_SECONDS = 0.15
 
 
 class Abandoned(Exception):
@@ -20,10 +25,9 @@ class Abandoned(Exception):
 class LiveRuns:
     """One setting's runs, one per framework, on helper threads; their records as they grow.
 
-    The runs start at once. The caller's thread stays free: it waits on
-    ``done``, reads the records so far with `partial` (``fresh`` says a
-    new one came), abandons the runs with `abandon` or collects them with
-    `result`.
+    The caller's thread stays free: it waits on ``done``, reads the
+    records so far with `partial` (``fresh`` says a new one came), abandons
+    the runs with `abandon` or collects them with `result`.
 
     Args:
         spec: the setting.
@@ -31,6 +35,18 @@ class LiveRuns:
         run: ``run(spec, framework) -> Trace``, e.g. a cached run.
         concurrent: one thread per framework, training at the same time;
             ``False``: one thread running them one after the other.
+        head_start: with ``concurrent``, start the first framework's run
+            alone, and the others when the caller calls `release` (after
+            drawing its first frame), when the first run ends, or
+            `HEAD_START_SECONDS` later, whichever comes first. ``False``:
+            all at once.
+
+    Why a head start: a widget's first frame needs a first record, and
+    then Python's lock to draw it. A Keras run that builds a new model or
+    traces a new loop holds that lock for most of its first 0.2 s: beside
+    it, a PyTorch run's first record came after 0.2 s instead of 0.02 s,
+    and the frame's drawing waited as long again. The head start costs the
+    other runs the time to the first frame, a few hundredths of a second.
     """
 
     def __init__(
@@ -39,6 +55,7 @@ class LiveRuns:
         frameworks: Sequence[str],
         run: Callable[[RunSpec, str], Trace],
         concurrent: bool = True,
+        head_start: bool = False,
     ) -> None:
         self.spec, self.frameworks, self._run = spec, tuple(frameworks), run
         self.done = threading.Event()
@@ -47,6 +64,9 @@ class LiveRuns:
         self._traces: dict[str, Trace] = {}
         self._errors: dict[str, BaseException] = {}
         self._abandoned = False
+        self._go = threading.Event()  # the other runs may start
+        if not head_start:
+            self._go.set()
         groups = [[fw] for fw in self.frameworks] if concurrent else [list(self.frameworks)]
         self._threads = [
             threading.Thread(target=self._train, args=(group,), name="explore-run", daemon=True)
@@ -63,9 +83,18 @@ class LiveRuns:
         self._records[framework] = record
         self.fresh = True
 
+    def release(self) -> None:
+        """Let the runs held back by ``head_start`` begin (no effect after the first call)."""
+        self._go.set()
+
     def _train(self, frameworks: list[str]) -> None:
         fw = frameworks[0]
+        first = fw == self.frameworks[0]
         try:
+            if not first:  # the head start (see the class docstring)
+                self._go.wait(HEAD_START_SECONDS)
+                if self._abandoned:
+                    raise Abandoned()
             with observing(self._observe):
                 for fw in frameworks:
                     self._traces[fw] = self._run(self.spec, fw)
@@ -73,6 +102,8 @@ class LiveRuns:
         except BaseException as error:  # raised again by result(), in the caller's thread
             self._errors[fw] = error
         finally:
+            if first:
+                self._go.set()
             with self._lock:
                 self._left -= 1
                 if not self._left:
@@ -98,8 +129,9 @@ class LiveRuns:
         return min(done, default=0)
 
     def abandon(self) -> None:
-        """Stop the runs at their next chunk of steps, and wait for them."""
+        """Stop the runs at their next chunk of steps, and wait for them (held ones never start)."""
         self._abandoned = True
+        self._go.set()
         for thread in self._threads:
             thread.join()
 

@@ -110,3 +110,79 @@ def test_a_failing_run_raises_in_the_callers_thread() -> None:
     assert runs.done.wait(30)
     with pytest.raises(RuntimeError, match="torch failed"):
         runs.result()
+
+
+def _held_runs(first_gate: threading.Event, log: list[str]):
+    """A run function: the first framework waits for ``first_gate``; the others log their start."""
+    plain = _backend("torch").run(SPECS["diverges"])
+
+    def run(spec: RunSpec, framework: str) -> Trace:
+        if framework == "torch":
+            assert first_gate.wait(30)
+        else:
+            log.append(f"{framework} starts")
+        return plain
+
+    return run
+
+
+def test_a_head_start_holds_the_other_runs_until_released(monkeypatch) -> None:
+    from explodebook import liveruns
+
+    monkeypatch.setattr(liveruns, "HEAD_START_SECONDS", 60.0)  # only release() lets it go here
+    gate, log = threading.Event(), []
+    runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log), head_start=True)
+    assert not runs.done.wait(0.3)
+    assert log == []  # held back while the first run is under way
+    runs.release()
+    gate.set()
+    assert runs.done.wait(30)
+    assert log == ["keras starts"] and len(runs.result()) == 2
+
+
+def test_a_head_start_ends_with_the_first_run_or_after_its_limit(monkeypatch) -> None:
+    from explodebook import liveruns
+
+    monkeypatch.setattr(liveruns, "HEAD_START_SECONDS", 60.0)
+    gate, log = threading.Event(), []
+    gate.set()  # the first run ends at once, never released: the others start then
+    runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log), head_start=True)
+    assert runs.done.wait(30) and log == ["keras starts"]
+
+    monkeypatch.setattr(liveruns, "HEAD_START_SECONDS", 0.05)
+    gate, log = threading.Event(), []
+    runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log), head_start=True)
+    for _ in range(300):  # a first run slow to show anything holds the others 0.05 s at most
+        if log:
+            break
+        threading.Event().wait(0.1)
+    assert log == ["keras starts"] and not runs.done.is_set()
+    gate.set()
+    assert runs.done.wait(30)
+
+
+def test_without_a_head_start_every_run_starts_at_once() -> None:
+    gate, log = threading.Event(), []
+    runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log))
+    for _ in range(300):
+        if log:
+            break
+        threading.Event().wait(0.1)
+    assert log == ["keras starts"] and not runs.done.is_set()
+    gate.set()
+    assert runs.done.wait(30)
+
+
+def test_a_run_held_back_and_then_abandoned_never_starts(monkeypatch) -> None:
+    from explodebook import liveruns
+
+    monkeypatch.setattr(liveruns, "HEAD_START_SECONDS", 60.0)
+    gate, log = threading.Event(), []
+    runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log), head_start=True)
+    stopper = threading.Thread(target=runs.abandon)  # the reader moved on meanwhile
+    stopper.start()
+    stopper.join(0.5)
+    gate.set()  # the first run ends after abandon()
+    stopper.join(30)
+    assert not stopper.is_alive()  # the held run woke at abandon(), not after 60 s
+    assert log == [] and runs.done.is_set()

@@ -233,3 +233,38 @@ def test_a_run_the_reader_has_left_stops_early(monkeypatch) -> None:
     assert explorer.wait(60)
     assert outcomes == ["abandoned"]
     assert explorer.dropped == 1 and explorer.traces[0].spec.learning_rate == 0.003
+
+
+def test_with_live_frames_the_second_framework_starts_after_the_first_frame(monkeypatch) -> None:
+    # LiveRuns' head start: Keras building a model beside the PyTorch run
+    # used to starve it and the first frame's drawing of Python's lock.
+    import threading
+
+    from explodebook import liveruns, widgets
+
+    pytest.importorskip("tensorflow")
+    monkeypatch.setattr(liveruns, "HEAD_START_SECONDS", 60.0)  # only the frame lets Keras go
+    gate, log = threading.Event(), []
+    real = widgets.cached_run
+    gated = _gated_run(real, gate, log)  # torch: shows a chunk, then waits for an image
+
+    def run(spec, framework, **options):
+        if framework == "torch":
+            return gated(spec, framework, **options)
+        if spec.learning_rate == 0.01:
+            log.append("keras starts")
+        return real(spec, framework, **options)
+
+    monkeypatch.setattr(widgets, "cached_run", run)
+    explorer = explore(BASE.replace(learning_rate=0.001), {"learning_rate": [0.001, 0.01]},
+                       frameworks=("torch", "keras"))  # fmt: skip
+
+    def shown(change):
+        log.append("image")
+        gate.set()
+
+    explorer.image.observe(shown, names="value")
+    explorer.controls["learning_rate"].value = 0.01
+    assert log[:2] == ["chunk shown to the widget", "image"]
+    assert "keras starts" in log[2:]  # only after the first frame
+    assert [t.framework for t in explorer.traces] == ["torch", "keras"]
