@@ -9,12 +9,22 @@ nothing.
 Cached traces are shared, so their arrays are made read-only: an in-place
 edit by one caller would otherwise silently change what every later caller
 gets. Copy an array (``trace.loss.copy()``) to modify it.
+
+Several processes can share their runs through a folder named by the
+environment variable ``EXPLODEBOOK_RUN_STORE`` (`STORE_ENV`): the book
+build sets it for its kernels (`explodebook.book.prebuild`), so that a run
+one kernel did is read, not run again, by the other. A run is written there
+(`explodebook.tracefile`, atomically) when it took at least
+`STORE_MIN_SECONDS`; a file that cannot be read is ignored and run again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import NamedTuple
 
 from explodebook import budget
@@ -22,11 +32,17 @@ from explodebook.checks import check_framework
 from explodebook.spec import RunSpec
 from explodebook.trace import Trace
 
-__all__ = ["MAX_TRACES", "CacheInfo", "cached_run", "store", "freeze", "contains", "clear", "info"]
+__all__ = ["MAX_TRACES", "STORE_ENV", "STORE_MIN_SECONDS", "CacheInfo", "cached_run", "store", "freeze", "contains", "clear", "info"]
 
 #: Most traces kept; the least recently used is dropped first. A trace of a
 #: default 1600-step run is ~0.1 MB, so the cache stays in the tens of MB.
 MAX_TRACES = 256
+
+#: The environment variable naming a folder of runs shared between processes.
+STORE_ENV = "EXPLODEBOOK_RUN_STORE"
+#: Shortest run (wall seconds) written to that folder: a shorter one costs
+#: less to run again than to write and read (a few milliseconds each).
+STORE_MIN_SECONDS = 0.05
 
 _traces: OrderedDict[tuple[str, RunSpec], Trace] = OrderedDict()
 _lock = threading.Lock()
@@ -101,7 +117,48 @@ def cached_run(
     # Only the options given are passed on, so a backend's run written as
     # run(spec) (a stand-in in a test) still works with the defaults.
     options = budget.given(max_seconds=max_seconds, progress=progress)
-    return store(spec, framework, backends.get(framework).run(spec, **options))
+    path = _stored_path(spec, framework)
+    trace = _read_stored(path, spec, framework)
+    if trace is None:
+        trace = backends.get(framework).run(spec, **options)
+        if path is not None and (trace.wall_time or 0.0) >= STORE_MIN_SECONDS:
+            _write_stored(path, trace)
+    return store(spec, framework, trace)
+
+
+def _stored_path(spec: RunSpec, framework: str) -> Path | None:
+    """Where ``(framework, spec)``'s run lies in the shared folder (`STORE_ENV`), if one is set."""
+    folder = os.environ.get(STORE_ENV)
+    if not folder:
+        return None
+    # The spec's repr names every field, floats exactly: one file per run.
+    key = hashlib.sha256(f"{framework}\n{spec!r}".encode()).hexdigest()[:32]
+    return Path(folder) / f"{key}.npz"
+
+
+def _read_stored(path: Path | None, spec: RunSpec, framework: str) -> Trace | None:
+    """The run another process wrote at ``path``; ``None`` if none, or if it cannot be read."""
+    if path is None or not path.is_file():
+        return None
+    from explodebook import tracefile
+
+    try:
+        trace = tracefile.load(path)
+    except (OSError, ValueError):  # half-written by a process that died: run it again
+        return None
+    return trace if trace.spec == spec and trace.framework == framework else None
+
+
+def _write_stored(path: Path, trace: Trace) -> None:
+    """Write ``trace`` for other processes; atomically, so that none reads half a file."""
+    from explodebook import tracefile
+
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        tracefile.save(trace, partial)
+        os.replace(partial, path)
+    except OSError:  # a full or read-only disk costs the sharing, not the run
+        partial.unlink(missing_ok=True)
 
 
 def store(spec: RunSpec, framework: str, trace: Trace) -> Trace:

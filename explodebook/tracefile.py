@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -98,7 +100,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
             larger than a trace may be (its size is read from the
             file's own description of the array, before the array is);
             or the header's first non-finite step, kind and layer are
-            not what `locate_nonfinite` finds in the arrays.
+            not what `locate_nonfinite` finds in the arrays. Or the
+            archive is damaged: cut short, or its bytes changed.
     """
     expect_path(path, "Trace.load()")
     # np.load alone would answer a .npy file with an array (and a
@@ -113,53 +116,58 @@ def load(path: str | os.PathLike[str]) -> Trace:
         raise ValueError(
             f"{path!s} is not an explodebook trace file: {_SAVED_AS}; this is {what}"
         )
-    with np.load(path, allow_pickle=False) as npz:
-        if "header" not in npz.files:
-            raise ValueError(
-                f"{path!s} is not an explodebook trace file: {_SAVED_AS}; this .npz "
-                f"archive has no trace header (it holds {npz.files})"
-            )
-        # Every member's size is read from its .npy header and checked
-        # before its data is: a small file can declare a huge array.
-        shape, dtype, data = _declared(npz, "header", path)
-        if dtype.kind != "U" or shape != ():
-            raise ValueError(f"{path!s} is not an explodebook trace file")
-        _check_size(path, "header", shape, dtype.itemsize, _MAX_HEADER_BYTES)
-        _check_data(path, "header", shape, dtype, data)
-        try:
-            header = json.loads(str(npz["header"]))
-        except ValueError:
-            header = None
-        if not isinstance(header, dict) or header.get("format") != "explodebook.Trace/1":
-            raise ValueError(f"{path!s} is not an explodebook trace file")
-        missing = [repr(key) for key in _HEADER_KEYS if key not in header]
-        if missing:
-            raise ValueError(
-                f"{path!s} is not a complete trace file: its header has no "
-                f"{', '.join(missing)}"
-            )
-        missing = [name for name in _ARRAYS if name not in npz.files]
-        if missing:
-            raise ValueError(f"{path!s} is not a complete trace file: it has no {missing}")
-        wall_time, extra = header["wall_time"], header["extra"]
-        if isinstance(wall_time, bool) or not isinstance(wall_time, (int, float)):
-            raise ValueError(
-                f"{path!s} is not a valid trace file: its header's wall_time is "
-                f"{describe(wall_time)}, not a number of seconds"
-            )
-        if not isinstance(extra, dict):
-            raise ValueError(
-                f"{path!s} is not a valid trace file: its header's extra is "
-                f"{describe(extra)}, not a dict"
-            )
-        layers = header["layers"]
-        if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
-            raise ValueError(
-                f"{path!s} is not a valid trace file: its header's layers are "
-                f"{describe(layers)}, not a list of layer names"
-            )
-        _check_arrays(path, {name: _declared(npz, name, path) for name in _ARRAYS}, layers)
-        arrays = {name: npz[name] for name in _ARRAYS}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "header" not in npz.files:
+                raise ValueError(
+                    f"{path!s} is not an explodebook trace file: {_SAVED_AS}; this .npz "
+                    f"archive has no trace header (it holds {npz.files})"
+                )
+            # Every member's size is read from its .npy header and checked
+            # before its data is: a small file can declare a huge array.
+            shape, dtype, data = _declared(npz, "header", path)
+            if dtype.kind != "U" or shape != ():
+                raise ValueError(f"{path!s} is not an explodebook trace file")
+            _check_size(path, "header", shape, dtype.itemsize, _MAX_HEADER_BYTES)
+            _check_data(path, "header", shape, dtype, data)
+            try:
+                header = json.loads(str(npz["header"]))
+            except ValueError:
+                header = None
+            if not isinstance(header, dict) or header.get("format") != "explodebook.Trace/1":
+                raise ValueError(f"{path!s} is not an explodebook trace file")
+            missing = [repr(key) for key in _HEADER_KEYS if key not in header]
+            if missing:
+                raise ValueError(
+                    f"{path!s} is not a complete trace file: its header has no "
+                    f"{', '.join(missing)}"
+                )
+            missing = [name for name in _ARRAYS if name not in npz.files]
+            if missing:
+                raise ValueError(f"{path!s} is not a complete trace file: it has no {missing}")
+            wall_time, extra = header["wall_time"], header["extra"]
+            if isinstance(wall_time, bool) or not isinstance(wall_time, (int, float)):
+                raise ValueError(
+                    f"{path!s} is not a valid trace file: its header's wall_time is "
+                    f"{describe(wall_time)}, not a number of seconds"
+                )
+            if not isinstance(extra, dict):
+                raise ValueError(
+                    f"{path!s} is not a valid trace file: its header's extra is "
+                    f"{describe(extra)}, not a dict"
+                )
+            layers = header["layers"]
+            if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+                raise ValueError(
+                    f"{path!s} is not a valid trace file: its header's layers are "
+                    f"{describe(layers)}, not a list of layer names"
+                )
+            _check_arrays(path, {name: _declared(npz, name, path) for name in _ARRAYS}, layers)
+            arrays = {name: npz[name] for name in _ARRAYS}
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # cut short, or bytes changed
+        raise ValueError(
+            f"{path!s} is a damaged trace file: its .npz archive cannot be read ({error})"
+        ) from error
     try:
         trace = Trace(
             spec=None if header["spec"] is None else RunSpec.from_dict(header["spec"]),

@@ -267,8 +267,6 @@ class Explorer:
     def _run(self, spec: RunSpec, stale: Callable[[], bool]) -> list[Trace] | None:
         """``spec``'s traces (``None`` if it went stale), drawing live curves meanwhile."""
         # cached_run looked up at call time, through this module: tests replace it.
-        # With live frames, the first framework's run starts alone and the
-        # others once the first frame is drawn (LiveRuns' head start).
         runs = LiveRuns(spec, self.frameworks, lambda s, fw: cached_run(s, fw, progress=False),
                         self.concurrent, head_start=self.progressive)  # fmt: skip
         next_frame = time.perf_counter() + FIRST_FRAME_SECONDS
@@ -279,7 +277,7 @@ class Explorer:
             if self.progressive and runs.fresh and time.perf_counter() >= next_frame:
                 start = time.perf_counter()
                 self._show_live(spec, runs)
-                runs.release()
+                runs.release()  # the runs held back for the first frame (head_start) go
                 cost = time.perf_counter() - start
                 next_frame = time.perf_counter() + max(PREVIEW_SECONDS, 4 * cost)
         return None if stale() else runs.result()

@@ -265,3 +265,43 @@ def test_a_bad_inline_expression_leaves_the_chapter_uncached(tmp_path: Path, pro
     assert list(report["failed"]) == ["chapters/c1"], lines
     assert message in report["failed"]["chapters/c1"]
     assert any(message in line for line in lines)
+
+
+SHARING = HEADER + """
+# Chapter {n}
+
+```{{code-cell}} ipython3
+import os
+from explodebook import cache
+from explodebook.spec import RunSpec
+cache.STORE_MIN_SECONDS = 0.0  # share even this short run
+trace = cache.cached_run(RunSpec(task="regression-scaled", steps=40, learning_rate=0.003))
+print("folder", os.environ.get(cache.STORE_ENV))
+print("wall", repr(trace.wall_time))
+print("chapter", {n})  # (pages with the same code share one cache record)
+```
+"""
+
+
+def test_the_kernels_share_their_runs_for_one_prebuild(tmp_path: Path) -> None:
+    book = tiny_book(tmp_path)
+    for n in (1, 2):
+        (book / "chapters" / f"c{n}.md").write_text(SHARING.format(n=n))
+    # One page after the other, each in a kernel of its own: the second reads the first's run.
+    report = pb.prebuild(book, keep_kernels=False, path_output=tmp_path / "out", jobs=1, log=lambda line: None)
+    assert sorted(report["executed"]) == ["chapters/c1", "chapters/c2"], report["failed"]
+    from jupyter_cache import get_cache
+
+    from explodebook import cache as run_cache
+
+    printed = {}
+    for record in get_cache(report["cache"]).list_cache_records():
+        notebook = get_cache(report["cache"]).get_cache_bundle(record.pk).nb
+        text = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
+        printed[Path(record.uri).stem] = dict(line.split(" ", 1) for line in text.splitlines())
+    assert set(printed) == {"c1", "c2"}, printed
+    assert printed["c1"]["wall"] == printed["c2"]["wall"]  # one run, measured once
+    folder = printed["c1"]["folder"]
+    assert folder == printed["c2"]["folder"] and folder != "None"
+    assert not Path(folder).exists()  # gone with the prebuild
+    assert run_cache.STORE_ENV not in os.environ  # the caller's environment is restored

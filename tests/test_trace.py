@@ -308,3 +308,19 @@ def test_load_refuses_a_huge_header(tmp_path: Path) -> None:
 def test_load_still_reads_what_save_writes(tmp_path: Path) -> None:
     path = _saved(tmp_path)  # unchanged header
     assert Trace.load(path).equals(make_trace(), ignore_time=False)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "bytes changed"])
+def test_load_says_a_damaged_archive_is_damaged(tmp_path: Path, damage: str) -> None:
+    # A file half-written by a process that died used to raise
+    # zipfile.BadZipFile instead of ValueError; changed bytes were caught.
+    path = _saved(tmp_path)
+    data = path.read_bytes()
+    if damage == "cut short":
+        data = data[: len(data) // 2]
+    else:  # flip bytes in the middle of the compressed arrays
+        middle = len(data) // 2
+        data = data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="damaged trace file|is not a readable array"):
+        Trace.load(path)

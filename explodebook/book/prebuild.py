@@ -28,7 +28,11 @@ one thread when there is more than one worker (``OMP_NUM_THREADS``,
 ``TF_NUM_INTRAOP_THREADS``... default to 1; set them to override), so two
 kernels do not fight over the same cores. ``MPLBACKEND`` is removed from
 the kernels' environment, so that figures are drawn inline even when the
-caller set it (``make test`` sets ``MPLBACKEND=agg``).
+caller set it (``make test`` sets ``MPLBACKEND=agg``). The kernels share
+their runs through a folder that lives as long as the prebuild
+(`explodebook.cache.STORE_ENV`): a run that two pages in different kernels
+do is done once (each run's arrays are the same, only its measured wall
+time is that of the kernel that did it).
 
 A chapter that fails to execute is reported and left out of the cache: the
 build that follows executes it again and reports the error as it always
@@ -42,6 +46,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -51,6 +56,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from explodebook import cache as run_cache
 from explodebook.book import expressions, figurecache, figuretext
 from explodebook.book.sources import Book, read_notebook
 
@@ -300,6 +306,11 @@ def prebuild(
     # as the test suite's "agg" would cache chapters without their figures.
     os.environ.pop("MPLBACKEND", None)
     os.environ[figuretext.ENV] = str(store)  # every PNG the kernels save is recorded there
+    # The kernels share their runs for this prebuild (explodebook.cache): a
+    # run one kernel did is read by the other, not run again. A new folder
+    # each time, so no run outlives the package version that made it.
+    runs = tempfile.TemporaryDirectory(prefix="explodebook-runs-")
+    os.environ[run_cache.STORE_ENV] = runs.name
     try:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {
@@ -355,6 +366,7 @@ def prebuild(
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        runs.cleanup()
     report["wall"] = time.perf_counter() - start
     report["kernel_starts"] = sum(starts.values())
     if starts:
