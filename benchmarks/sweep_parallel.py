@@ -87,7 +87,9 @@ def _bare_worker(framework: str, part: int, parts: int, ready, go, results) -> N
     for name in _ONE_THREAD:  # one thread each, as the pool's workers (before TensorFlow's import)
         os.environ.setdefault(name, "1")
     share = {"learning_rate": AXES["learning_rate"][part::parts], "init_scale": AXES["init_scale"]}
-    grid(BASE.replace(steps=1), {"seed": [1]}, framework, cache=False, n_jobs=1, progress=False)
+    # Warm as the warm pool's workers are: one run as long as the grid's, so
+    # that Keras has traced its loop for that length before the start signal.
+    grid(BASE, {"seed": [1]}, framework, cache=False, n_jobs=1, progress=False)
     ready.wait()
     go.wait()
     start = time.perf_counter()
