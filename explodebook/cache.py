@@ -40,8 +40,8 @@ MAX_TRACES = 256
 
 #: The environment variable naming a folder of runs shared between processes.
 STORE_ENV = "EXPLODEBOOK_RUN_STORE"
-#: Shortest run (wall seconds) written to that folder: a shorter one costs
-#: less to run again than to write and read (a few milliseconds each).
+#: The shortest run, in wall seconds, written to that folder. A shorter one
+#: costs less to run again than to write and read (a few milliseconds each).
 STORE_MIN_SECONDS = 0.05
 
 _traces: OrderedDict[tuple[str, RunSpec], Trace] = OrderedDict()
