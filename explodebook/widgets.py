@@ -103,10 +103,10 @@ class Explorer:
     Outside a kernel (scripts, tests) a change runs at once, in the caller's
     thread.
 
-    A setting's runs train on a helper thread (`explodebook.liveruns.LiveRuns`;
-    ``concurrent``: one per framework) while the loss and gradient-norm curves
-    grow in the image (``progressive``) until ``draw``'s figure replaces them.
-    A run whose setting the reader has left stops at its next chunk of steps.
+    A setting's runs train on helper threads (`explodebook.liveruns.LiveRuns`;
+    ``concurrent``: one per framework, the first alone up to the first frame)
+    while its curves grow (``progressive``) until ``draw``'s figure replaces
+    them. A run whose setting the reader has left stops at its next chunk.
 
     Attributes:
         base: the spec the controls modify.

@@ -38,7 +38,9 @@ CHROMIUM_ARGS = [
 # The files that read the Chinese editions (tests/_zh_edition.py builds them once per run).
 _ZH_BUILDER = "test_zh.py"
 _ZH_READERS = ("test_zh_figures.py", "test_zh_values.py")
-_LAST = "test_browser.py"
+# The browser's files, last: the English book's, then the Chinese edition's
+# (two files, so that two workers visit pages side by side at the end).
+_BROWSER, _BROWSER_ZH = "test_browser.py", "test_browser_zh.py"
 # Whether this run has tests of the Chinese editions: then they are built in
 # the background as soon as the English book is (`build`).
 _WANTS_ZH = [False]
@@ -52,12 +54,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def wants_zh(items: list[pytest.Item]) -> bool:
-    """Whether ``items`` test the Chinese editions (its files, or the browser's zh pages)."""
-    return any(
-        (name := item.nodeid.split("::")[0]).endswith((_ZH_BUILDER, *_ZH_READERS))
-        or (name.endswith(_LAST) and "[zh/" in item.nodeid)
-        for item in items
-    )
+    """Whether ``items`` test the Chinese editions (their files, the browser's included)."""
+    return any(item.nodeid.split("::")[0].endswith((_ZH_BUILDER, *_ZH_READERS, _BROWSER_ZH)) for item in items)
 
 
 def order_files(items: list[pytest.Item]) -> None:
@@ -71,7 +69,7 @@ def order_files(items: list[pytest.Item]) -> None:
     (marked slow or zipenv, or book tests that need no built book: the
     JupyterLab ones), so that none of them starts last. Then the rest, and
     last the book's other readers, which find it built (the one that builds
-    the Chinese edition first, the browser tests last). A file's tests stay
+    the Chinese edition first, the browser's two files last). A file's tests stay
     together and in their order, so that its module fixtures run once.
     """
     files: dict[str, list[pytest.Item]] = {}
@@ -86,13 +84,16 @@ def order_files(items: list[pytest.Item]) -> None:
             # Among the readers: first the Chinese editions' own tests (the
             # editions build in the background from `build` on, else here),
             # then the English book's readers, then the other Chinese readers,
-            # and the browser tests, which visit both editions, last. (The
-            # browser file used to come first and wait for the Chinese edition
-            # for 90 s with a core idle.)
+            # and the browser's two files last, the Chinese edition's after
+            # the English book's. (The browser tests used to come first and
+            # wait for the Chinese edition for 90 s with a core idle; then,
+            # in one file, they ran last on one worker while the other idled.)
             if name.endswith(_ZH_BUILDER):
                 return 3
-            if name.endswith(_LAST):
+            if name.endswith(_BROWSER):
                 return 6
+            if name.endswith(_BROWSER_ZH):
+                return 7
             return 5 if name.endswith(_ZH_READERS) else 4
         long = ("slow", "zipenv", "book")
         return 1 if any(t.get_closest_marker(m) for t in files[name] for m in long) else 2

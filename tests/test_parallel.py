@@ -113,6 +113,7 @@ def test_files_run_book_build_first_long_next_readers_last() -> None:
         _Item("tests/test_book.py::a", ("build",)),
         _Item("tests/test_book.py::b", ("tmp_path",)),  # stays with its file
         _Item("tests/test_book.py::c", ("build",)),
+        _Item("tests/test_browser_zh.py::x", ("build",)),
         _Item("tests/test_browser.py::x", ("build",)),
         _Item("tests/test_c.py::x"),
         _Item("tests/test_grading.py::x"),
@@ -127,14 +128,14 @@ def test_files_run_book_build_first_long_next_readers_last() -> None:
     order_files(items)
     # the book's builder; the long files; the rest; the readers: the Chinese
     # edition's builder, the English book's readers, the Chinese edition's, and
-    # the browser's (both editions) last
+    # the browser's two files last, English then Chinese
     assert [i.nodeid for i in items] == [
         "tests/test_book.py::a", "tests/test_book.py::b", "tests/test_book.py::c",
         "tests/test_grading.py::x", "tests/test_grading.py::y", "tests/test_lab.py::x",
         "tests/test_sweep.py::x",
         "tests/test_a.py::x", "tests/test_c.py::x",
         "tests/test_zh.py::x", "tests/test_publish.py::x", "tests/test_publish.py::y",
-        "tests/test_zh_values.py::x", "tests/test_browser.py::x",
+        "tests/test_zh_values.py::x", "tests/test_browser.py::x", "tests/test_browser_zh.py::x",
     ]  # fmt: skip
 
 
@@ -142,7 +143,7 @@ def test_the_chinese_editions_are_built_early_only_for_runs_that_test_them() -> 
     from conftest import wants_zh
 
     assert wants_zh([_Item("tests/test_a.py::x"), _Item("tests/test_zh_figures.py::y")])
-    assert wants_zh([_Item("tests/test_browser.py::test_page[zh/intro]")])
+    assert wants_zh([_Item("tests/test_browser_zh.py::test_page[intro]")])
     assert not wants_zh([_Item("tests/test_browser.py::test_page[intro]"), _Item("tests/test_book.py::a")])
 
 
