@@ -126,6 +126,17 @@ def _held_runs(first_gate: threading.Event, log: list[str]):
     return run
 
 
+def _keras_starts_while_the_first_run_waits(runs: LiveRuns, gate: threading.Event, log: list[str]) -> None:
+    """Keras' run starts (within 30 s) while the first run still waits for ``gate``; then all end."""
+    for _ in range(300):
+        if log:
+            break
+        threading.Event().wait(0.1)
+    assert log == ["keras starts"] and not runs.done.is_set()
+    gate.set()
+    assert runs.done.wait(30)
+
+
 def test_a_head_start_holds_the_other_runs_until_released(monkeypatch) -> None:
     from explodebook import liveruns
 
@@ -152,25 +163,14 @@ def test_a_head_start_ends_with_the_first_run_or_after_its_limit(monkeypatch) ->
     monkeypatch.setattr(liveruns, "HEAD_START_SECONDS", 0.05)
     gate, log = threading.Event(), []
     runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log), head_start=True)
-    for _ in range(300):  # a first run slow to show anything holds the others 0.05 s at most
-        if log:
-            break
-        threading.Event().wait(0.1)
-    assert log == ["keras starts"] and not runs.done.is_set()
-    gate.set()
-    assert runs.done.wait(30)
+    # a first run slow to show anything holds the others 0.05 s at most
+    _keras_starts_while_the_first_run_waits(runs, gate, log)
 
 
 def test_without_a_head_start_every_run_starts_at_once() -> None:
     gate, log = threading.Event(), []
     runs = LiveRuns(SPECS["diverges"], ("torch", "keras"), _held_runs(gate, log))
-    for _ in range(300):
-        if log:
-            break
-        threading.Event().wait(0.1)
-    assert log == ["keras starts"] and not runs.done.is_set()
-    gate.set()
-    assert runs.done.wait(30)
+    _keras_starts_while_the_first_run_waits(runs, gate, log)
 
 
 def test_a_run_held_back_and_then_abandoned_never_starts(monkeypatch) -> None:
