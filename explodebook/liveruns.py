@@ -46,7 +46,8 @@ class LiveRuns:
     traces a new loop holds that lock for most of its first 0.2 s: beside
     it, a PyTorch run's first record came after 0.2 s instead of 0.02 s,
     and the frame's drawing waited as long again. The head start costs the
-    other runs the time to the first frame, a few hundredths of a second.
+    other runs the time to the first frame, about a tenth of a second
+    (``benchmarks/chapter_results.md``).
     """
 
     def __init__(
